@@ -1,0 +1,122 @@
+"""The `meshid` command line. The only module of meshid that may start flows (it imports them lazily).
+
+Exit codes: 0 success, 1 a stage or operation failed, 2 bad input (the message names the field and the fix).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _sandbox_up(args: argparse.Namespace) -> int:
+    from sandbox import lifecycle
+
+    print(f"starting sandbox {args.name} with {args.nodes} node(s)...", file=sys.stderr)
+    info = lifecycle.up(args.name, nodes=args.nodes, api_port=args.api_port, tick_s=args.tick)
+    print(f"sandbox {info.name} is up: API {info.api_url}, charts {info.chart_repo_url}", file=sys.stderr)
+    print(info.kubeconfig)
+    return EXIT_OK
+
+
+def _sandbox_down(args: argparse.Namespace) -> int:
+    from sandbox import lifecycle
+
+    lifecycle.down(args.name)
+    print(f"sandbox {args.name} is down", file=sys.stderr)
+    return EXIT_OK
+
+
+def _sandbox_kubeconfig(args: argparse.Namespace) -> int:
+    from sandbox import lifecycle
+
+    print(lifecycle.get(args.name).kubeconfig)
+    return EXIT_OK
+
+
+def _sandbox_status(args: argparse.Namespace) -> int:
+    from sandbox import lifecycle
+
+    rows = [{**info.to_json(), "running": info.running()} for info in lifecycle.status()]
+    if args.output == "json":
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print("no sandbox is up")
+    else:
+        print(f"{'NAME':<16} {'RUNNING':<8} {'NODES':<6} {'API':<26} CHARTS")
+        for row in rows:
+            print(f"{row['name']:<16} {str(row['running']).lower():<8} {row['nodes']:<6} {row['api_url']:<26} "
+                  f"{row['chart_repo_url']}")
+    return EXIT_OK
+
+
+def _sandbox_faults(args: argparse.Namespace) -> int:
+    from sandbox import lifecycle
+
+    knobs = {}
+    for pair in args.set or []:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {pair!r}: expected KEY=VALUE, e.g. --set transient_503_share=0.3")
+        try:
+            knobs[key] = json.loads(value)
+        except json.JSONDecodeError:
+            knobs[key] = value
+    print(json.dumps(lifecycle.set_faults(args.name, **knobs), indent=2))
+    return EXIT_OK
+
+
+def _add_sandbox(sub: argparse._SubParsersAction) -> None:
+    sandbox = sub.add_parser("sandbox", help="local clusters: a real API server with kwok nodes and an emulated mesh")
+    cmds = sandbox.add_subparsers(dest="sandbox_cmd", required=True, metavar="COMMAND")
+    up = cmds.add_parser("up", help="start a sandbox and print its kubeconfig path")
+    up.add_argument("--name", required=True)
+    up.add_argument("--nodes", type=int, default=1, help="number of Ready nodes (default 1)")
+    up.add_argument("--api-port", type=int, help="kube-apiserver port on 127.0.0.1 (default: a free one)")
+    up.add_argument("--tick", type=float, default=5.0, help="emulator status tick in seconds (default 5)")
+    up.set_defaults(func=_sandbox_up)
+    down = cmds.add_parser("down", help="stop every process of a sandbox and remove its files")
+    down.add_argument("--name", required=True)
+    down.set_defaults(func=_sandbox_down)
+    kubeconfig = cmds.add_parser("kubeconfig", help="print the path of a sandbox's kubeconfig")
+    kubeconfig.add_argument("--name", required=True)
+    kubeconfig.set_defaults(func=_sandbox_kubeconfig)
+    status = cmds.add_parser("status", help="list sandboxes")
+    status.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    status.set_defaults(func=_sandbox_status)
+    faults = cmds.add_parser("faults", help="set the emulator's fault knobs of a sandbox")
+    faults.add_argument("--name", required=True)
+    faults.add_argument("--set", action="append", metavar="KEY=VALUE")
+    faults.set_defaults(func=_sandbox_faults)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every meshid command."""
+    parser = argparse.ArgumentParser(prog="meshid", description="Prove Kong Mesh workload identity issued by SPIRE works.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_sandbox(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the meshid command line; returns the exit code."""
+    from sandbox.errors import SandboxError, StartFailed
+
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except StartFailed as exc:
+        print(f"meshid: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except SandboxError as exc:
+        print(f"meshid: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""A helm chart repository on 127.0.0.1: packages every chart under `sandbox/charts/` and serves index.yaml + tgz.
+
+Run as `python -m sandbox.chartrepo --out DIR --ready-file FILE [--port P]`; it writes its URL into FILE once
+it serves, so the guide's `helm repo add` / `helm upgrade --install --repo URL` work against it unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import subprocess
+import sys
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from sandbox import binaries
+
+CHARTS_DIR = Path(__file__).with_name("charts")
+HELM_TIMEOUT_S = 60
+
+
+def package(out: Path, charts_dir: Path = CHARTS_DIR) -> list[Path]:
+    """Package every chart folder into `out` and write its index.yaml (relative URLs); return the packages."""
+    helm = str(binaries.bin_dir() / "helm")
+    out.mkdir(parents=True, exist_ok=True)
+    charts = sorted(p for p in charts_dir.iterdir() if (p / "Chart.yaml").is_file())
+    for chart in charts:
+        subprocess.run([helm, "package", str(chart), "--destination", str(out)], check=True,
+                       timeout=HELM_TIMEOUT_S, capture_output=True, text=True)
+    subprocess.run([helm, "repo", "index", str(out)], check=True, timeout=HELM_TIMEOUT_S,
+                   capture_output=True, text=True)
+    return sorted(out.glob("*.tgz"))
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - signature of the base class
+        sys.stderr.write("chartrepo: " + format % args + "\n")
+
+
+def serve(out: Path, port: int, ready_file: Path) -> None:
+    """Serve `out` on 127.0.0.1:port (0 = any free port) until killed; publish the URL in `ready_file`."""
+    handler = functools.partial(_QuietHandler, directory=str(out))
+    with ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        tmp = ready_file.with_suffix(".tmp")
+        tmp.write_text(url)
+        tmp.replace(ready_file)
+        server.serve_forever()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the chart repository process."""
+    parser = argparse.ArgumentParser(prog="python -m sandbox.chartrepo", description=__doc__)
+    parser.add_argument("--out", type=Path, required=True, help="folder for the packaged charts and index.yaml")
+    parser.add_argument("--ready-file", type=Path, required=True, help="file that receives the URL once serving")
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free port)")
+    args = parser.parse_args(argv)
+    package(args.out)
+    serve(args.out, args.port, args.ready_file)
+
+
+if __name__ == "__main__":
+    main()

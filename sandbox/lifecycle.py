@@ -1,0 +1,282 @@
+"""Sandbox lifecycle: `up`, `down`, `get`, `status`, `set_faults`.
+
+A sandbox is kwokctl's control-plane processes (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+kwok-controller, all bound to 127.0.0.1), K fake nodes, a chart repository and the emulated mesh, with all its
+files under `<MESHID_HOME>/sandboxes/<name>/`. Several named sandboxes run side by side.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from sandbox import binaries, processes
+from sandbox.errors import InvalidName, PortInUse, SandboxError, SandboxExists, StartFailed, UnknownSandbox
+
+NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+KWOK_CRDS = ("PortForward", "ClusterPortForward", "Logs", "ClusterLogs", "Exec", "ClusterExec")
+KWOKCTL_TIMEOUT_S = 300
+READY_TIMEOUT_S = 60
+
+
+@dataclass
+class SandboxInfo:
+    """What a running sandbox is and where its parts are."""
+
+    name: str
+    state_dir: Path
+    kubeconfig: Path
+    api_url: str
+    chart_repo_url: str
+    nodes: int
+    pids: dict[str, int] = field(default_factory=dict)
+    created_at: float = 0.0
+
+    def to_json(self) -> dict:
+        """JSON-ready form (paths as strings)."""
+        data = asdict(self)
+        data["state_dir"], data["kubeconfig"] = str(self.state_dir), str(self.kubeconfig)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> SandboxInfo:
+        """Inverse of `to_json`."""
+        return cls(**{**data, "state_dir": Path(data["state_dir"]), "kubeconfig": Path(data["kubeconfig"])})
+
+    def running(self) -> bool:
+        """True when the API server and every helper process of this sandbox are alive."""
+        return all(processes.alive(pid) for pid in self.pids.values()) and _api_answers(self.api_url)
+
+
+def root() -> Path:
+    """Folder holding one subfolder per sandbox."""
+    return binaries.home() / "sandboxes"
+
+
+def _state_dir(name: str) -> Path:
+    return root() / name
+
+
+def _validate_name(name: str) -> None:
+    if not NAME_RE.match(name):
+        raise InvalidName(f"sandbox name {name!r} is not a DNS-1123 label: use 1-40 lowercase letters, digits "
+                          "and '-', starting and ending with a letter or digit (e.g. 'dev-1')")
+
+
+def get(name: str) -> SandboxInfo:
+    """The sandbox called `name`; raises UnknownSandbox when there is none."""
+    _validate_name(name)
+    state = _state_dir(name) / "state.json"
+    if not state.is_file():
+        names = sorted(p.parent.name for p in root().glob("*/state.json")) if root().is_dir() else []
+        hint = f"known sandboxes: {', '.join(names)}" if names else "no sandbox is up"
+        raise UnknownSandbox(f"no sandbox named {name!r} ({hint}); start one with `meshid sandbox up --name {name}`")
+    return SandboxInfo.from_json(json.loads(state.read_text()))
+
+
+def status() -> list[SandboxInfo]:
+    """Every sandbox that has state on this machine, running or not."""
+    if not root().is_dir():
+        return []
+    return [get(p.parent.name) for p in sorted(root().glob("*/state.json"))]
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _api_answers(api_url: str) -> bool:
+    host_port = api_url.split("://", 1)[-1]
+    host, _, port = host_port.partition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def _kwok_config(path: Path) -> None:
+    path.write_text(
+        "kind: KwokctlConfiguration\n"
+        "apiVersion: config.kwok.x-k8s.io/v1alpha1\n"
+        "options:\n"
+        "  bindAddress: 127.0.0.1\n"
+        "  runtime: binary\n"
+    )
+
+
+def _kwokctl(args: list[str], state_dir: Path, timeout_s: float = KWOKCTL_TIMEOUT_S) -> str:
+    bin_dir = binaries.bin_dir()
+    env = {**os.environ, "KWOK_WORKDIR": str(state_dir / "kwok"), "KWOK_RUNTIME": "binary",
+           "PATH": f"{bin_dir}{os.pathsep}{Path(binaries.kubectl()).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    try:
+        done = subprocess.run([str(bin_dir / "kwokctl"), *args], env=env, capture_output=True, text=True,
+                              timeout=timeout_s)
+    except subprocess.TimeoutExpired as exc:
+        raise StartFailed(f"`kwokctl {args[0]} {args[1] if len(args) > 1 else ''}` did not finish within "
+                          f"{timeout_s:.0f} s") from exc
+    if done.returncode != 0:
+        raise StartFailed(f"`kwokctl {' '.join(args[:2])}` failed (exit {done.returncode}):\n"
+                          f"{done.stderr.strip()[-2000:]}")
+    return done.stdout
+
+
+def _api_url(kubeconfig: Path) -> str:
+    for line in kubeconfig.read_text().splitlines():
+        if line.strip().startswith("server:"):
+            return line.split("server:", 1)[1].strip()
+    raise StartFailed(f"no server URL in {kubeconfig}")
+
+
+def _wait_nodes_ready(kubeconfig: Path, count: int, timeout_s: float) -> None:
+    from kubernetes import client, config, watch
+
+    api = client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
+    ready: set[str] = set()
+    last = "no node seen"
+    deadline = time.monotonic() + timeout_s
+    while len(ready) < count and time.monotonic() < deadline:
+        stream = watch.Watch()
+        for event in stream.stream(api.list_node, timeout_seconds=max(1, int(deadline - time.monotonic()))):
+            node = event["object"]
+            conds = {c.type: c.status for c in (node.status.conditions or [])}
+            last = f"node {node.metadata.name} Ready={conds.get('Ready', 'unknown')}"
+            (ready.add if conds.get("Ready") == "True" else ready.discard)(node.metadata.name)
+            if len(ready) >= count:
+                stream.stop()
+    if len(ready) < count:
+        raise StartFailed(f"waited {timeout_s:.0f} s for {count} Ready nodes, saw {len(ready)}; last: {last}")
+
+
+def up(name: str, nodes: int = 1, api_port: int | None = None, tick_s: float = 5.0,
+       timeout_s: float = 180.0) -> SandboxInfo:
+    """Start the sandbox `name` with `nodes` Ready nodes and return its info; on any failure nothing is left."""
+    _validate_name(name)
+    if nodes < 1 or nodes > 50:
+        raise SandboxError(f"--nodes {nodes} is out of range: use 1 to 50")
+    state_dir = _state_dir(name)
+    if (state_dir / "state.json").is_file():
+        if get(name).running():
+            raise SandboxExists(f"sandbox {name!r} is already up; use it, or `meshid sandbox down --name {name}` first")
+        down(name)
+    elif state_dir.exists():
+        _remove_leftovers(state_dir)
+    if api_port is not None and not _port_free(api_port):
+        raise PortInUse(f"port {api_port} on 127.0.0.1 is in use: pick another --api-port, or omit it for a free one")
+    binaries.ensure()
+    binaries.kubectl()
+    state_dir.mkdir(parents=True)
+    try:
+        return _start(name, nodes, api_port, tick_s, timeout_s, state_dir)
+    except BaseException:
+        _teardown(name, state_dir, pids={})
+        raise
+
+
+def _start(name: str, nodes: int, api_port: int | None, tick_s: float, timeout_s: float,
+           state_dir: Path) -> SandboxInfo:
+    bin_dir = binaries.bin_dir()
+    kubeconfig = state_dir / "kubeconfig.yaml"
+    _kwok_config(state_dir / "kwokctl.yaml")
+    args = ["create", "cluster", "--name", name, "--runtime", "binary", "-c", str(state_dir / "kwokctl.yaml"),
+            "--kubeconfig", str(kubeconfig), "--wait", f"{int(timeout_s)}s",
+            "--enable-crds", ",".join(KWOK_CRDS)]
+    for component in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"):
+        args += [f"--{component}-binary", str(bin_dir / component)]
+    args += ["--kwok-controller-binary", str(bin_dir / "kwok")]
+    if api_port is not None:
+        args += ["--kube-apiserver-port", str(api_port)]
+    _kwokctl(args, state_dir, timeout_s + 30)
+    _kwokctl(["scale", "node", "--name", name, "--replicas", str(nodes)], state_dir)
+    _wait_nodes_ready(kubeconfig, nodes, timeout_s)
+
+    logs = state_dir / "logs"
+    pids: dict[str, int] = {}
+    info = SandboxInfo(name=name, state_dir=state_dir, kubeconfig=kubeconfig, api_url=_api_url(kubeconfig),
+                       chart_repo_url="", nodes=nodes, pids=pids, created_at=time.time())
+    try:
+        ready = state_dir / "chartrepo.ready"
+        pids["chartrepo"] = processes.start(
+            [sys.executable, "-m", "sandbox.chartrepo", "--out", str(state_dir / "charts"), "--ready-file",
+             str(ready)], logs / "chartrepo.log", env=_child_env())
+        info.chart_repo_url = processes.wait_ready(ready, pids["chartrepo"], "chart repository",
+                                                   logs / "chartrepo.log", READY_TIMEOUT_S)
+        _write_emulator_config(state_dir, {"tick_s": tick_s})
+        ready = state_dir / "emulator.ready"
+        pids["emulator"] = processes.start(
+            [sys.executable, "-m", "sandbox.emulator", "--state-dir", str(state_dir)], logs / "emulator.log",
+            env=_child_env())
+        processes.wait_ready(ready, pids["emulator"], "mesh emulator", logs / "emulator.log", READY_TIMEOUT_S)
+    finally:
+        _save(info)
+    return info
+
+
+def _child_env() -> dict[str, str]:
+    """Environment for helper processes: this interpreter's package path first, so `-m sandbox.*` resolves."""
+    project = str(Path(__file__).resolve().parent.parent)
+    path = os.environ.get("PYTHONPATH", "")
+    return {**os.environ, "PYTHONPATH": project + (os.pathsep + path if path else "")}
+
+
+def _save(info: SandboxInfo) -> None:
+    tmp = info.state_dir / "state.json.tmp"
+    tmp.write_text(json.dumps(info.to_json(), indent=2))
+    tmp.replace(info.state_dir / "state.json")
+
+
+def _write_emulator_config(state_dir: Path, values: dict) -> None:
+    tmp = state_dir / "emulator.json.tmp"
+    tmp.write_text(json.dumps(values, indent=2, sort_keys=True))
+    tmp.replace(state_dir / "emulator.json")
+
+
+def set_faults(name: str, **knobs: object) -> dict:
+    """Merge fault knobs into the sandbox's emulator config (validated by the emulator's schema); return it."""
+    from sandbox.emulator.config import EmulatorConfig
+
+    state_dir = get(name).state_dir
+    current = json.loads((state_dir / "emulator.json").read_text())
+    merged = EmulatorConfig.model_validate({**current, **knobs}).model_dump(mode="json")
+    _write_emulator_config(state_dir, merged)
+    return merged
+
+
+def down(name: str) -> None:
+    """Stop every process of the sandbox `name` and remove its files; raises UnknownSandbox if there is none."""
+    info = get(name)
+    _teardown(name, info.state_dir, info.pids)
+
+
+def _teardown(name: str, state_dir: Path, pids: dict[str, int]) -> None:
+    for pid in pids.values():
+        processes.stop(pid)
+    if (state_dir / "kwok").is_dir():
+        try:
+            _kwokctl(["delete", "cluster", "--name", name], state_dir, 120)
+        except StartFailed:
+            pass  # whatever kwokctl could not stop is killed below
+    _remove_leftovers(state_dir)
+
+
+def _remove_leftovers(state_dir: Path) -> None:
+    for pid in processes.using(state_dir):
+        processes.stop(pid, group=False, timeout_s=5)
+    left = processes.using(state_dir)
+    if left:
+        raise SandboxError(f"processes {left} of {state_dir} survived SIGKILL; remove them by hand")
+    shutil.rmtree(state_dir, ignore_errors=True)

@@ -1,0 +1,54 @@
+"""Session fixtures: one sandbox cluster (with its chart repository and emulator) shared by the whole run."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PRIVATE_NETNS_HINT = (
+    "sandbox tests must run in a private network namespace with only loopback (`make test` does this); "
+    "set MESHID_ALLOW_HOST_NETWORK=1 to override"
+)
+
+
+def _in_private_netns() -> bool:
+    return sorted(os.listdir("/sys/class/net")) == ["lo"]
+
+
+@pytest.fixture(scope="session")
+def sandbox_cluster() -> Iterator[object]:
+    """A running sandbox with two nodes and a fast emulator tick, torn down at the end of the session."""
+    if not _in_private_netns() and os.environ.get("MESHID_ALLOW_HOST_NETWORK") != "1":
+        pytest.fail(PRIVATE_NETNS_HINT)
+    from sandbox import lifecycle
+
+    info = lifecycle.up(f"pytest-{os.getpid()}", nodes=2, tick_s=0.5)
+    try:
+        yield info
+    finally:
+        lifecycle.down(info.name)
+
+
+@pytest.fixture(scope="session")
+def chart_repo_url(sandbox_cluster) -> str:
+    """URL of the sandbox's chart repository (index.yaml + packaged charts on 127.0.0.1)."""
+    return sandbox_cluster.chart_repo_url
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(sandbox_cluster) -> Path:
+    """Path of the session sandbox's kubeconfig."""
+    return sandbox_cluster.kubeconfig
+
+
+@pytest.fixture(scope="session")
+def api_client(kubeconfig):
+    """An official-client ApiClient for the session sandbox (no global kube configuration)."""
+    from kubernetes import config
+
+    client = config.new_client_from_config(config_file=str(kubeconfig))
+    yield client
+    client.close()

@@ -1,0 +1,81 @@
+"""Sandbox lifecycle: side-by-side clusters, real versions, clean teardown, and clear errors for bad input."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from sandbox import lifecycle, processes
+from sandbox.errors import InvalidName, PortInUse, SandboxExists, ToolchainMissing, UnknownSandbox
+
+MESHID = [sys.executable, "-m", "meshid.cli"]
+
+
+def _meshid(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*MESHID, *args], capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_second_sandbox_runs_beside_the_first_and_down_leaves_nothing(sandbox_cluster):
+    second = _meshid("sandbox", "up", "--name", "side", "--nodes", "1", "--tick", "0.5")
+    assert second.returncode == 0, second.stderr
+    kubeconfig = _meshid("sandbox", "kubeconfig", "--name", "side").stdout.strip()
+    try:
+        nodes = subprocess.run(["kubectl", "--kubeconfig", kubeconfig, "get", "nodes", "--no-headers"],
+                               capture_output=True, text=True, timeout=30)
+        assert nodes.returncode == 0 and " Ready " in nodes.stdout, nodes.stderr
+        version = subprocess.run(["kubectl", "--kubeconfig", kubeconfig, "version", "-o", "yaml"],
+                                 capture_output=True, text=True, timeout=30)
+        assert "gitVersion: v1.36." in version.stdout.split("serverVersion:")[1]
+        assert lifecycle.get("side").api_url != sandbox_cluster.api_url
+        status = _meshid("sandbox", "status").stdout
+        assert "side" in status and sandbox_cluster.name in status
+        again = _meshid("sandbox", "up", "--name", "side")
+        assert again.returncode == 2 and "already up" in again.stderr
+    finally:
+        state_dir = lifecycle.get("side").state_dir
+        assert _meshid("sandbox", "down", "--name", "side").returncode == 0
+    assert processes.using(state_dir) == []
+    assert not state_dir.exists()
+    assert sandbox_cluster.running(), "taking one sandbox down must not touch another"
+
+
+def test_unknown_name_is_a_clear_error():
+    with pytest.raises(UnknownSandbox, match="no sandbox named 'nope'.*meshid sandbox up --name nope"):
+        lifecycle.get("nope")
+    cli = _meshid("sandbox", "down", "--name", "nope")
+    assert cli.returncode == 2 and "no sandbox named 'nope'" in cli.stderr
+
+
+def test_invalid_name_is_rejected_before_anything_starts():
+    with pytest.raises(InvalidName, match="DNS-1123"):
+        lifecycle.up("Bad_Name")
+
+
+def test_name_already_up_is_rejected(sandbox_cluster):
+    with pytest.raises(SandboxExists, match="already up"):
+        lifecycle.up(sandbox_cluster.name)
+
+
+def test_port_clash_is_a_clear_error():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(PortInUse, match=f"port {port} on 127.0.0.1 is in use"):
+            lifecycle.up("clash", api_port=port)
+        cli = _meshid("sandbox", "up", "--name", "clash", "--api-port", str(port))
+        assert cli.returncode == 2 and "in use" in cli.stderr
+
+
+def test_missing_go_toolchain_is_named_when_binaries_must_be_built(tmp_path, monkeypatch):
+    monkeypatch.setenv("MESHID_HOME", str(tmp_path))
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(ToolchainMissing, match="Go toolchain is missing"):
+        lifecycle.up("nogo")
+    cli = _meshid("sandbox", "up", "--name", "nogo", env=dict(os.environ))
+    assert cli.returncode == 2 and "Go toolchain is missing" in cli.stderr
+    assert not (tmp_path / "sandboxes" / "nogo").exists()
