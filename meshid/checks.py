@@ -1,0 +1,174 @@
+"""The check catalogue: a stable code, severity, title and fix hint per check, like `linkerd check`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from meshid.reports import markdown_table
+from meshid.results import CheckResult, Outcome, Severity
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """One catalogue entry; the code never changes meaning once released."""
+
+    code: str
+    title: str
+    severity: Severity
+    hint: str
+
+
+_FAIL, _WARN = Severity.FAIL, Severity.WARN
+
+CATALOGUE: dict[str, CheckSpec] = {
+    spec.code: spec
+    for spec in (
+        CheckSpec(
+            "MID001", "Required tools present (helm, kubectl) at supported versions", _FAIL,
+            "Install helm 3 and a kubectl within one minor version of the cluster and put them on PATH.",
+        ),
+        CheckSpec(
+            "MID002", "Cluster reachable and API version known", _FAIL,
+            "Check the kubeconfig context and that the API server answers `kubectl version`.",
+        ),
+        CheckSpec(
+            "MID003", "Trust domains consistent (SPIRE, MeshIdentity, MeshTrafficPermission)", _FAIL,
+            "Use one trust domain for `global.spire.trustDomain`, the MeshIdentity `spiffeID.trustDomain` and the "
+            "MeshTrafficPermission prefix: SPIRE must issue the rendered SPIFFE ID byte for byte, or traffic stays "
+            "denied after the permission.",
+        ),
+        CheckSpec(
+            "MID004", "MeshIdentity path template valid", _FAIL,
+            "Fix `spiffeID.path`: Kong Mesh 2.12 accepts a broken path template. Allowed: `{{ .TrustDomain }}`, "
+            '`{{ .Namespace }}`, `{{ .ServiceAccount }}`, `{{ label "some-key" }}`.',
+        ),
+        CheckSpec(
+            "MID005", "Charts pinned to supported versions (Kong Mesh 2.12.x)", _FAIL,
+            "Pin the kong-mesh chart to 2.12.x (3.x removes MeshTrafficPermission `from`, `Mesh.mtls` and "
+            "`meshServices`, which the demo needs) and pin the spire and spire-crds charts.",
+        ),
+        CheckSpec(
+            "MID006", "Cluster free of a previous meshid run's leftovers", _WARN,
+            "Delete the listed leftovers first: an old MeshTrafficPermission or MeshIdentity can make this run "
+            "pass or fail for the wrong reason.",
+        ),
+        CheckSpec(
+            "MID010", "Kong Mesh control plane ready", _FAIL,
+            "Inspect Deployment `kong-mesh-control-plane` in `kong-mesh-system` (events, logs); a cold cluster "
+            "pulls many images, so allow waits of 300 s or more.",
+        ),
+        CheckSpec(
+            "MID011", "Demo deployments available", _FAIL,
+            "Inspect `demo-app` and `kv` in `kong-mesh-demo`; injected pods stuck in ContainerCreating mean the "
+            "CSI driver `csi.spiffe.io` is missing on that node.",
+        ),
+        CheckSpec(
+            "MID012", "Mesh default has meshServices.mode Exclusive", _FAIL,
+            "Set `spec.meshServices.mode: Exclusive` on Mesh `default`; otherwise MeshIdentity reports "
+            "MeshServicesDisabled and issues no identity.",
+        ),
+        CheckSpec(
+            "MID013", "Legacy MeshTrafficPermission present (demo works before MeshIdentity)", _WARN,
+            "Apply the demo's MeshTrafficPermission `kv` (`from` app=demo-app) in `kong-mesh-demo`; without it "
+            "a later denial cannot be told apart from a demo that never worked.",
+        ),
+        CheckSpec(
+            "MID020", "SPIRE server ready", _FAIL,
+            "Inspect `spire-server-0` in the SPIRE namespace (it needs a bound PVC). If `helm install spire` hung "
+            "with an ImagePullBackOff hook pod, set `global.spire.tools.kubectl.tag` to an existing tag "
+            "(e.g. v1.31.11).",
+        ),
+        CheckSpec(
+            "MID021", "SPIRE agents and SPIFFE CSI driver ready on every node", _FAIL,
+            "DaemonSets `spire-agent` and `spire-spiffe-csi-driver` must be ready on every node and CSIDriver "
+            "`csi.spiffe.io` must exist, or injected pods stay in ContainerCreating.",
+        ),
+        CheckSpec(
+            "MID022", "SPIRE socket injection enabled on the control plane", _FAIL,
+            "Set `KUMA_RUNTIME_KUBERNETES_INJECTOR_SPIRE_ENABLED=true` through the chart value "
+            "`kuma.controlPlane.envVars`: `kubectl set env` is lost at the next `helm upgrade`.",
+        ),
+        CheckSpec(
+            "MID030", "SPIRE registration reconciled for the demo pods", _FAIL,
+            "The ClusterSPIFFEID that matches the demo pods must show `status.stats.podsSelected` > 0 and no "
+            "`entryFailures`: check its podSelector (`kuma.io/mesh: default`), its `className` and the "
+            "spire-controller-manager logs.",
+        ),
+        CheckSpec(
+            "MID031", "Guide's ClusterSPIFFEID reconciled (has a className)", _WARN,
+            "SPIRE reconciles only ClusterSPIFFEIDs whose `spec.className` is the chart's class (release namespace, "
+            "dash, release: `spire-spire`); the chart's fallback `spire-spire-default` issues the IDs meanwhile. "
+            "Add the className to make the guide's CR count.",
+        ),
+        CheckSpec(
+            "MID040", "MeshIdentity Ready=True", _FAIL,
+            "Read the conditions of MeshIdentity `identity-spire`: it must be in `kong-mesh-system`, labelled "
+            "`kuma.io/mesh: default`, with `provider.type: Spire` and `provider.spire`; nothing is issued until "
+            "Ready=True.",
+        ),
+        CheckSpec(
+            "MID041", "Mesh services enabled for MeshIdentity (not MeshServicesDisabled)", _FAIL,
+            "MeshIdentity reports DependenciesReady=False, MeshServicesDisabled: set `meshServices.mode: "
+            "Exclusive` on Mesh `default`.",
+        ),
+        CheckSpec(
+            "MID050", "Restarted pods carry the kuma-spire-agent-socket volume", _FAIL,
+            "Pods created before SPIRE injection was enabled get no identity: enable injection (MID022), then "
+            "restart the demo deployments. Opt-out is the annotation `k8s.kuma.io/spire-support`, not a label.",
+        ),
+        CheckSpec(
+            "MID051", "MeshService kv lists the expected SpiffeID identity", _FAIL,
+            "`spec.identities` of MeshService `kv` must hold the SpiffeID of the demo's service account "
+            "(`/ns/kong-mesh-demo/sa/default` under the trust domain): a missing or different value means "
+            "MeshIdentity is not Ready, or its trust domain or path template differs.",
+        ),
+        CheckSpec(
+            "MID060", "Traffic denied before the permission (HTTP 500 \"failed to retrieve zone\")", _FAIL,
+            "A 200 here means identity is not in force: MeshIdentity not Ready, pods not restarted, or an "
+            "allow-all MeshTrafficPermission exists.",
+        ),
+        CheckSpec(
+            "MID061", "Traffic allowed after the permission (HTTP 200, counter, consecutive)", _FAIL,
+            "Still denied: the SPIFFE ID SPIRE issues differs from the permission's prefix (trust domain, "
+            "namespace or service account) or SPIRE has no entry for the pod; see MID003, MID030, MID051.",
+        ),
+        CheckSpec(
+            "MID062", "Traffic allowed without late convergence", _WARN,
+            "Allowed only after retries within the window: status ticks, SVID issuance and proxy config are slow "
+            "here; check control-plane and SPIRE agent load if the delay grows.",
+        ),
+        CheckSpec(
+            "MID070", "Cleanup removed everything the run created", _FAIL,
+            "Delete the leftovers listed in the stage's touched table by hand before the next run.",
+        ),
+        CheckSpec(
+            "MID080", "Rollout wave within its failure threshold", _FAIL,
+            "The rollout halted: fix the failed clusters (see their failed stages) before resuming the wave.",
+        ),
+        CheckSpec(
+            "MID081", "Rollback removed what the run applied", _FAIL,
+            "Rollback left objects behind: delete the listed objects by hand and check `helm history` of the "
+            "releases.",
+        ),
+    )
+}
+
+
+def result(code: str, ok: bool, message: str) -> CheckResult:
+    """The result of check `code`; a failed result carries the catalogue hint. Unknown codes raise KeyError."""
+    spec = CATALOGUE[code]
+    return CheckResult(
+        code=code,
+        severity=spec.severity,
+        outcome=Outcome.PASSED if ok else Outcome.FAILED,
+        message=message,
+        hint=None if ok else spec.hint,
+    )
+
+
+def doc() -> str:
+    """The catalogue as a markdown table (README, `meshid check --list`)."""
+    return markdown_table(
+        ["code", "severity", "check", "hint"],
+        [[s.code, s.severity, s.title, s.hint] for s in CATALOGUE.values()],
+    )

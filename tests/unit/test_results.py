@@ -1,0 +1,120 @@
+"""Stage and run outcomes, flakiness, timestamps and the JSON report shape."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from pydantic import ValidationError
+
+from meshid.checks import result
+from meshid.results import HttpExchange, Outcome, RunReport, StageResult, TargetRef
+
+T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def stage(name: str, *checks, attempts: int = 1, error: str | None = None, http=None) -> StageResult:
+    return StageResult.from_checks(
+        name, checks, started_at=T0, ended_at=T0 + timedelta(seconds=2.5), attempts=attempts, error=error, http=http
+    )
+
+
+def report(*stages: StageResult) -> RunReport:
+    return RunReport.build(
+        run_id="r1",
+        target=TargetRef(name="kind-a", provider="kind"),
+        trust_domain="example.org",
+        stages=stages,
+        versions={"kubernetes": "1.31.2", "kong-mesh chart": "2.12.3"},
+        started_at=T0,
+        ended_at=T0 + timedelta(seconds=30),
+    )
+
+
+def test_failed_warn_check_does_not_fail_the_stage():
+    s = stage("registration", result("MID030", True, "podsSelected 2"), result("MID031", False, "no className"))
+    assert s.outcome is Outcome.PASSED
+    assert s.codes == ["MID031"]
+    assert [c.code for c in s.warnings] == ["MID031"]
+
+
+def test_failed_fail_check_or_error_fails_the_stage():
+    assert stage("deny", result("MID060", False, "HTTP 200")).outcome is Outcome.FAILED
+    assert stage("deny", result("MID060", True, "HTTP 500"), error="boom").outcome is Outcome.FAILED
+
+
+def test_failed_checks_and_codes_keep_check_order():
+    s = stage("x", result("MID013", False, "w"), result("MID010", True, "ok"), result("MID011", False, "f"))
+    assert [c.code for c in s.failed_checks] == ["MID013", "MID011"]
+    assert s.codes == ["MID013", "MID011"]
+
+
+@pytest.mark.parametrize(
+    ("checks", "attempts", "flaky"),
+    [((), 2, True), ((), 1, False), ((result("MID010", False, "down"),), 3, False)],
+)
+def test_flaky_means_passed_after_a_retry(checks, attempts, flaky):
+    assert stage("cp", *checks, attempts=attempts).flaky is flaky
+
+
+def test_attempts_must_be_at_least_one():
+    with pytest.raises(ValidationError):
+        stage("x", attempts=0)
+
+
+def test_timestamps_are_aware_and_stored_in_utc():
+    plus2 = timezone(timedelta(hours=2))
+    s = StageResult(name="x", outcome="passed", started_at=T0.astimezone(plus2), ended_at=T0.astimezone(plus2))
+    assert s.started_at.tzinfo is UTC and s.started_at == T0
+    with pytest.raises(ValidationError):
+        StageResult(name="x", outcome="passed", started_at=datetime(2025, 1, 1), ended_at=T0)
+    with pytest.raises(ValidationError, match="before started_at"):
+        StageResult(name="x", outcome="passed", started_at=T0, ended_at=T0 - timedelta(seconds=1))
+
+
+def test_duration_spans_start_to_end():
+    assert stage("x").duration_s == 2.5
+
+
+def test_failed_stage_is_the_first_failed_one():
+    skipped = StageResult(name="allow", outcome=Outcome.SKIPPED, started_at=T0, ended_at=T0)
+    r = report(
+        stage("preflight"),
+        stage("deny", result("MID060", False, "HTTP 200")),
+        skipped,
+        stage("cleanup", result("MID070", False, "leftovers")),
+    )
+    assert r.outcome is Outcome.FAILED
+    assert r.failed_stage == "deny"
+    assert r.duration_s == 30
+
+
+def test_run_with_skipped_and_warned_stages_passes():
+    skipped = StageResult(name="rollback", outcome=Outcome.SKIPPED, started_at=T0, ended_at=T0)
+    r = report(stage("preflight", result("MID006", False, "leftovers")), skipped)
+    assert (r.outcome, r.failed_stage) == (Outcome.PASSED, None)
+
+
+def test_to_json_dict_has_exactly_the_documented_shape():
+    http = HttpExchange(status=500, body='{"title":"failed to retrieve zone"}', error=None)
+    r = report(stage("preflight", result("MID001", True, "helm 3.16")), stage("deny", http=http))
+    doc = json.loads(json.dumps(r.to_json_dict()))
+    assert set(doc) == {"run_id", "target", "outcome", "failed_stage", "trust_domain", "stages", "versions"}
+    assert doc["target"] == {"name": "kind-a", "provider": "kind"}
+    assert (doc["outcome"], doc["failed_stage"], doc["trust_domain"]) == ("passed", None, "example.org")
+    assert doc["versions"] == {"kubernetes": "1.31.2", "kong-mesh chart": "2.12.3"}
+    for s in doc["stages"]:
+        assert set(s) == {"name", "outcome", "duration_s", "attempts", "flaky", "checks", "http"}
+    preflight, deny = doc["stages"]
+    assert preflight["http"] is None
+    assert deny["http"] == {"status": 500, "body": '{"title":"failed to retrieve zone"}'}
+    assert preflight["checks"] == [
+        {"code": "MID001", "severity": "fail", "outcome": "passed", "message": "helm 3.16", "hint": None}
+    ]
+    assert (preflight["duration_s"], preflight["attempts"], preflight["flaky"]) == (2.5, 1, False)
+
+
+def test_report_round_trips_through_json():
+    r = report(stage("deny", result("MID060", False, "HTTP 200"), http=HttpExchange(status=None, body="", error="x")))
+    assert RunReport.model_validate_json(r.model_dump_json()) == r
