@@ -1,0 +1,3 @@
+"""meshid: automate Kong Mesh's "Issue identity with MeshIdentity Spire provider" guide across clusters."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,59 @@
+"""Process settings: `MeshidSettings` from `MESHID_*` environment variables and `.env`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from meshid.errors import input_error
+from meshid.models import ProviderName, TrustDomain
+from meshid.spiffe import DEFAULT_TRUST_DOMAIN
+
+ENV_PREFIX = "MESHID_"
+
+
+class MeshidSettings(BaseSettings):
+    """Settings of the meshid process (not of one run: those are `meshid.models.GuideParams`)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore")
+
+    home: Path = Field(
+        default_factory=lambda: Path.home() / ".cache" / "meshid",
+        description="meshid's home: the cache and sandboxes live under it.",
+    )
+    runs_dir: Path = Field(
+        Path("runs"), description="Each run writes its diagnostics and reports in <runs_dir>/<run id>."
+    )
+    provider: ProviderName = Field(ProviderName.SANDBOX, description="Default cluster provider.")
+    trust_domain: TrustDomain = Field(DEFAULT_TRUST_DOMAIN, description="Default SPIFFE trust domain.")
+    helm_bin: str = Field("helm", min_length=1, description="helm executable (name on PATH or path).")
+    kubectl_bin: str = Field("kubectl", min_length=1, description="kubectl executable (name on PATH or path).")
+    http_timeout_s: float = Field(10.0, gt=0, description="Timeout of one HTTP request, seconds.")
+    api_timeout_s: float = Field(30.0, gt=0, description="Timeout of one Kubernetes API call, seconds.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", description="Log level (case-insensitive)."
+    )
+    sandbox_tick_s: float = Field(
+        5.0, gt=0, description="Emulator status tick, seconds, for sandboxes meshid starts."
+    )
+
+    @field_validator("home", "runs_dir")
+    @classmethod
+    def _expand_user(cls, path: Path) -> Path:
+        return path.expanduser()
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, level: Any) -> Any:
+        return level.upper() if isinstance(level, str) else level
+
+
+def load_settings(**overrides: Any) -> MeshidSettings:
+    """Settings from overrides, then `MESHID_*` variables, then `.env`; one InputError naming the variable."""
+    try:
+        return MeshidSettings(**overrides)
+    except ValidationError as exc:
+        raise input_error(exc, lambda loc: f"{ENV_PREFIX}{str(loc[0]).upper()}") from None
