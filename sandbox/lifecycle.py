@@ -194,7 +194,9 @@ def _start(name: str, nodes: int, api_port: int | None, tick_s: float, timeout_s
     _kwok_config(state_dir / "kwokctl.yaml")
     args = ["create", "cluster", "--name", name, "--runtime", "binary", "-c", str(state_dir / "kwokctl.yaml"),
             "--kubeconfig", str(kubeconfig), "--wait", f"{int(timeout_s)}s",
-            "--enable-crds", ",".join(KWOK_CRDS)]
+            "--enable-crds", ",".join(KWOK_CRDS),
+            # with no default route (a private network namespace) the apiserver cannot pick an address itself
+            "--extra-args", "kube-apiserver=advertise-address=127.0.0.1"]
     for component in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"):
         args += [f"--{component}-binary", str(bin_dir / component)]
     args += ["--kwok-controller-binary", str(bin_dir / "kwok")]

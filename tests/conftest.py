@@ -15,7 +15,9 @@ PRIVATE_NETNS_HINT = (
 
 
 def _in_private_netns() -> bool:
-    return sorted(os.listdir("/sys/class/net")) == ["lo"]
+    """Only loopback in this process's network namespace (/proc/net/dev is per namespace; sysfs is not remounted)."""
+    with open("/proc/net/dev") as dev:
+        return [line.split(":")[0].strip() for line in dev.readlines()[2:]] == ["lo"]
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,8 @@ from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 from kubernetes.stream import portforward
 
+from meshid.kube import ApiError, Cluster
+
 WAIT_S = 60
 
 
@@ -124,7 +126,7 @@ CRD = {
 }
 
 
-def test_crd_schema_is_enforced_and_server_side_apply_is_idempotent(api_client, namespace):
+def test_crd_schema_is_enforced_and_server_side_apply_is_idempotent(api_client, kubeconfig, namespace):
     ext, custom = client.ApiextensionsV1Api(api_client), client.CustomObjectsApi(api_client)
     try:
         ext.create_custom_resource_definition(CRD)
@@ -139,15 +141,15 @@ def test_crd_schema_is_enforced_and_server_side_apply_is_idempotent(api_client, 
     def widget(name: str, spec: dict) -> dict:
         return {"apiVersion": "test.meshid.io/v1", "kind": "Widget", "metadata": {"name": name}, "spec": spec}
 
+    cluster = Cluster(kubeconfig)
+
     def apply(body: dict) -> dict:
+        body = {**body, "metadata": {**body["metadata"], "namespace": namespace}}
         deadline = time.monotonic() + 20
         while True:  # a just-established CRD can take a moment to be served
             try:
-                return custom.patch_namespaced_custom_object(
-                    "test.meshid.io", "v1", namespace, "widgets", body["metadata"]["name"], body,
-                    field_manager="meshid-test", force=True,
-                    _content_type="application/apply-patch+yaml")
-            except ApiException as exc:
+                return cluster.apply(body, field_manager="meshid-test")
+            except ApiError as exc:
                 if exc.status != 404 or time.monotonic() > deadline:
                     raise
                 time.sleep(0.3)
@@ -156,10 +158,11 @@ def test_crd_schema_is_enforced_and_server_side_apply_is_idempotent(api_client, 
     second = apply(widget("ok", {"size": 3, "color": "red"}))
     assert first["metadata"]["resourceVersion"] == second["metadata"]["resourceVersion"]
 
-    with pytest.raises(ApiException) as bad:
+    with pytest.raises(ApiError) as bad:
         apply(widget("bad", {"size": 0, "color": "green"}))
     assert bad.value.status == 422
-    assert "spec.size" in bad.value.body and "spec.color" in bad.value.body
+    assert "spec.size" in bad.value.detail and "spec.color" in bad.value.detail
+    assert custom.get_namespaced_custom_object("test.meshid.io", "v1", namespace, "widgets", "ok")["spec"]["size"] == 3
 
 
 class _Hello(http.server.BaseHTTPRequestHandler):

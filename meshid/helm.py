@@ -1,0 +1,114 @@
+"""helm as a subprocess for one cluster: argv lists, a timeout on every call, errors classified transient or not."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from meshid.errors import ExternalCallError, ExternalTimeout, matches_transient
+from meshid.redact import redact
+
+GRACE_S = 30  # the subprocess timeout exceeds helm's own --timeout by this much
+
+
+@dataclass(frozen=True)
+class Release:
+    """A helm release as `helm status -o json` reports it."""
+
+    name: str
+    namespace: str
+    revision: int
+    status: str
+    chart: str
+    app_version: str
+
+
+@dataclass
+class Helm:
+    """helm bound to one kubeconfig/context, with its own cache and config folders under `home`."""
+
+    kubeconfig: Path
+    context: str | None = None
+    binary: str = "helm"
+    home: Path = field(default_factory=lambda: Path.home() / ".cache" / "meshid" / "helm")
+
+    def run(self, args: list[str], what: str, timeout_s: float) -> str:
+        """Run `helm ARGS` against this cluster; return stdout or raise ExternalCallError / ExternalTimeout."""
+        argv = [self.binary, *args, "--kubeconfig", str(self.kubeconfig)]
+        if self.context:
+            argv += ["--kube-context", self.context]
+        env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/root"),
+               "HELM_CACHE_HOME": str(self.home / "cache"), "HELM_CONFIG_HOME": str(self.home / "config"),
+               "HELM_DATA_HOME": str(self.home / "data")}
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, env=env)
+        except subprocess.TimeoutExpired:
+            raise ExternalTimeout(what, timeout_s) from None
+        except FileNotFoundError:
+            raise ExternalCallError(what, f"helm binary {self.binary!r} not found; install helm or set "
+                                          "MESHID_HELM_BIN", transient=False) from None
+        if done.returncode != 0:
+            err = redact(done.stderr.strip())[-2000:]
+            raise ExternalCallError(what, f"exit {done.returncode}: {err}", transient=matches_transient(err))
+        return done.stdout
+
+    def version(self, timeout_s: float = 30) -> str:
+        """helm's own version, e.g. v4.2.4 (asks no cluster)."""
+        return self.run(["version", "--template", "{{ .Version }}"], "helm version", timeout_s).strip()
+
+    def upgrade_install(self, release: str, chart: str, namespace: str, *, repo: str | None, version: str | None,
+                        values: Sequence[str] = (), timeout_s: float = 600, wait: bool = True,
+                        reuse_values: bool = False) -> Release:
+        """`helm upgrade --install` (creating the namespace), waiting for readiness when `wait`."""
+        args = ["upgrade", "--install", release, chart, "--namespace", namespace, "--create-namespace",
+                "--timeout", f"{int(timeout_s)}s"]
+        if repo:
+            args += ["--repo", repo]
+        if version:
+            args += ["--version", version]
+        if wait:
+            args += ["--wait"]
+        if reuse_values:
+            args += ["--reuse-values"]
+        for value in values:
+            args += ["--set", value]
+        self.run(args, f"helm upgrade --install {release}", timeout_s + GRACE_S)
+        status = self.status(release, namespace)
+        if status is None:
+            raise ExternalCallError(f"helm upgrade --install {release}", "release not found after install")
+        return status
+
+    def status(self, release: str, namespace: str, timeout_s: float = 60) -> Release | None:
+        """The release, or None when it is not installed."""
+        try:
+            out = self.run(["status", release, "--namespace", namespace, "-o", "json"], f"helm status {release}",
+                           timeout_s)
+        except ExternalCallError as exc:
+            if "not found" in exc.detail:
+                return None
+            raise
+        data = json.loads(out)
+        chart = data.get("chart", {}).get("metadata", {})
+        return Release(name=data["name"], namespace=data.get("namespace", namespace), revision=data["version"],
+                       status=data["info"]["status"], chart=f"{chart.get('name')}-{chart.get('version')}",
+                       app_version=str(chart.get("appVersion", "")))
+
+    def rollback(self, release: str, namespace: str, revision: int, timeout_s: float = 300) -> None:
+        """Return a release to an earlier revision (what a rollout undoes when it upgraded an existing release)."""
+        self.run(["rollback", release, str(revision), "--namespace", namespace, "--wait", "--timeout",
+                  f"{int(timeout_s)}s"], f"helm rollback {release}", timeout_s + GRACE_S)
+
+    def uninstall(self, release: str, namespace: str, timeout_s: float = 300) -> bool:
+        """Uninstall and wait; False when the release was not installed."""
+        try:
+            self.run(["uninstall", release, "--namespace", namespace, "--wait", "--timeout", f"{int(timeout_s)}s"],
+                     f"helm uninstall {release}", timeout_s + GRACE_S)
+        except ExternalCallError as exc:
+            if "not found" in exc.detail:
+                return False
+            raise
+        return True

@@ -1,0 +1,77 @@
+"""A local 127.0.0.1 listener relaying each connection to a pod port through the API server (like kubectl)."""
+
+from __future__ import annotations
+
+import select
+import socket
+import threading
+
+from kubernetes.client import CoreV1Api
+from kubernetes.stream import portforward
+
+RELAY_IDLE_S = 60.0
+
+
+class Forwarder:
+    """Accepts local connections and relays each over its own port-forward stream to `pod:port`."""
+
+    def __init__(self, core: CoreV1Api, namespace: str, pod: str, port: int) -> None:
+        self.core, self.namespace, self.pod, self.port = core, namespace, pod, port
+        self._listener = socket.socket()
+        self._stopped = threading.Event()
+        self.errors: list[str] = []
+
+    def start(self) -> int:
+        """Bind 127.0.0.1 on a free port, start relaying, and return the port."""
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(16)
+        self._listener.settimeout(0.2)
+        threading.Thread(target=self._accept, name=f"pf-{self.pod}", daemon=True).start()
+        return self._listener.getsockname()[1]
+
+    def stop(self) -> None:
+        """Stop accepting; live relays end when either side closes or idles out."""
+        self._stopped.set()
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                local, _ = self._listener.accept()
+            except (TimeoutError, socket.timeout):
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._relay, args=(local,), daemon=True).start()
+
+    def _relay(self, local: socket.socket) -> None:
+        try:
+            stream = portforward(self.core.connect_get_namespaced_pod_portforward, self.pod, self.namespace,
+                                 ports=str(self.port))
+        except Exception as exc:  # the API refused the stream: close the local side so the client sees it
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+            local.close()
+            return
+        remote = stream.socket(self.port)
+        try:
+            _pump(local, remote)
+        finally:
+            for end in (local, remote):
+                end.close()
+            stream.close()
+
+
+def _pump(a: socket.socket, b: socket.socket) -> None:
+    peers = {a: b, b: a}
+    while True:
+        readable, _, _ = select.select(list(peers), [], [], RELAY_IDLE_S)
+        if not readable:
+            return
+        for sock in readable:
+            try:
+                data = sock.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            peers[sock].sendall(data)
