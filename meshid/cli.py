@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -70,6 +73,68 @@ def _sandbox_faults(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_params(args: argparse.Namespace) -> dict:
+    """The run parameters the `run` flags give (validated later by `meshid.models.parse_params`)."""
+    from meshid.settings import load_settings
+
+    settings = load_settings()
+    target = {"name": args.target_name, "provider": args.provider or settings.provider.value}
+    for key in ("cluster", "kubeconfig", "context"):
+        if getattr(args, key):
+            target[key] = getattr(args, key)
+    params: dict = {"target": target, "trust_domain": args.trust_domain or settings.trust_domain,
+                    "cleanup": args.cleanup, "registration": args.registration}
+    if args.mtp_match or args.mtp_value:
+        params["permission"] = {k: v for k, v in (("type", args.mtp_match), ("value", args.mtp_value)) if v}
+    if args.spire_trust_domain:
+        params["spire_trust_domain"] = args.spire_trust_domain
+    if args.chart_mirror:
+        params["charts"] = {"mirror": args.chart_mirror}
+    return params
+
+
+def _run(args: argparse.Namespace) -> int:
+    from meshid.models import parse_params
+
+    params = parse_params(run_params(args))  # bad input stops here, before anything touches a cluster
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from flows.guide import guide
+
+    json_path = args.json_report or str(Path(tempfile.mkdtemp(prefix="meshid-")) / "report.json")
+    state = guide(params=params, json_report=json_path, junit_report=args.junit, return_state=True)
+    report = json.loads(Path(json_path).read_text()) if Path(json_path).is_file() else None
+    if report is None:
+        print(f"meshid: the run crashed before it wrote a report: {state.message}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{'STAGE':<32} {'OUTCOME':<8} {'SECONDS':>8} {'TRIES':>5}  CODES")
+    for stage in report["stages"]:
+        codes = ",".join(c["code"] for c in stage["checks"] if c["outcome"] == "failed")
+        print(f"{stage['name']:<32} {stage['outcome']:<8} {stage['duration_s']:>8.1f} {stage['attempts']:>5}  {codes}")
+    print(f"run {report['outcome']}" + (f" at {report['failed_stage']}" if report["failed_stage"] else ""))
+    return EXIT_OK if state.is_completed() and report["outcome"] == "passed" else EXIT_FAILED
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser("run", help="run the guide on one cluster as a Prefect flow")
+    run.add_argument("--provider", choices=["sandbox", "minikube", "kind", "context"],
+                     help="where the cluster comes from (default: MESHID_PROVIDER, else sandbox)")
+    run.add_argument("--target-name", default="mesh-zone", help="name of the target (default mesh-zone)")
+    run.add_argument("--cluster", help="sandbox name, minikube profile or kind cluster (default: the target name)")
+    run.add_argument("--kubeconfig", help="kubeconfig of an existing cluster (provider context)")
+    run.add_argument("--context", help="kubeconfig context (provider context)")
+    run.add_argument("--trust-domain", help="SPIFFE trust domain (default default.default.mesh.local)")
+    run.add_argument("--spire-trust-domain", help="SPIRE's trust domain when it must differ (models a mismatch)")
+    run.add_argument("--mtp-match", choices=["Prefix", "Exact"], help="MeshTrafficPermission match type")
+    run.add_argument("--mtp-value", help="SPIFFE ID (prefix) to allow (default spiffe://<td>/ns/<demo ns>)")
+    run.add_argument("--cleanup", choices=["always", "on-success", "never"], default="always")
+    run.add_argument("--registration", choices=["as-guide", "chart-class"], default="as-guide",
+                     help="ClusterSPIFFEID as in the guide (ignored by SPIRE) or with the chart's className")
+    run.add_argument("--chart-mirror", help="chart repository URL to install every chart from")
+    run.add_argument("--json-report", help="write the JSON report here")
+    run.add_argument("--junit", help="write JUnit XML (one testcase per stage) here")
+    run.set_defaults(func=_run)
+
+
 def _add_sandbox(sub: argparse._SubParsersAction) -> None:
     sandbox = sub.add_parser("sandbox", help="local clusters: a real API server with kwok nodes and an emulated mesh")
     cmds = sandbox.add_subparsers(dest="sandbox_cmd", required=True, metavar="COMMAND")
@@ -98,18 +163,23 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every meshid command."""
     parser = argparse.ArgumentParser(prog="meshid", description="Prove Kong Mesh workload identity issued by SPIRE works.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run(sub)
     _add_sandbox(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the meshid command line; returns the exit code."""
+    from meshid.errors import InputError
     from sandbox.errors import SandboxError, StartFailed
 
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
+    except InputError as exc:
+        print(f"meshid: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except StartFailed as exc:
         print(f"meshid: {exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -79,6 +79,7 @@ TRANSIENT_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
         r"unexpected EOF",  # Go io.ErrUnexpectedEOF: API server connection dropped (restart)
         r"http2: server sent GOAWAY",  # Go http2: API server shutting down a connection
         r"(read|connect) timed out",  # urllib3 ReadTimeoutError / ConnectTimeoutError text
+        r"failed calling webhook",  # kube-apiserver: an admission webhook is not up yet (SPIRE's fails closed)
     )
 )
 

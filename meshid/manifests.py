@@ -98,7 +98,7 @@ def demo_objects(params: GuideParams) -> list[Manifest]:
             "kind": "Mesh",
             "metadata": {"name": MESH},
             "spec": {
-                "meshServices": {"mode": "Exclusive"},
+                "meshServices": {"mode": params.mesh_services_mode},
                 "mtls": {"backends": [{"name": "ca-1", "type": "builtin"}], "enabledBackend": "ca-1"},
             },
         },

@@ -225,6 +225,10 @@ class GuideParams(_Model):
     cleanup: CleanupPolicy = Field(CleanupPolicy.ALWAYS, description="When to delete what the run created.")
     timeouts: Timeouts = Field(default_factory=Timeouts, description="Timeouts in seconds.")
     stable_successes: int = Field(5, ge=1, le=50, description="Consecutive allowed calls required to pass.")
+    mesh_services_mode: Literal["Exclusive", "Everywhere", "ReachableBackends", "Disabled"] = Field(
+        "Exclusive", description="The demo Mesh's meshServices.mode; MeshIdentity needs Exclusive (other values "
+        "model a misconfigured Mesh).",
+    )
     spire_trust_domain: TrustDomain | None = Field(
         None, description="SPIRE's trust domain; defaults to trust_domain (set it to model a mismatched install)."
     )

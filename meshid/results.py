@@ -80,6 +80,7 @@ class StageResult(_Record):
     http: HttpExchange | None = None
     touched: list[Touched] = []
     error: str | None = None
+    transient_calls: int = Field(default=0, ge=0)
     started_at: UtcDatetime
     ended_at: UtcDatetime
 
@@ -96,8 +97,8 @@ class StageResult(_Record):
 
     @property
     def flaky(self) -> bool:
-        """Passed, but only after a retry."""
-        return self.outcome is Outcome.PASSED and self.attempts > 1
+        """Passed, but only after a retry of the stage or of transient calls inside it."""
+        return self.outcome is Outcome.PASSED and (self.attempts > 1 or self.transient_calls > 0)
 
     @property
     def failed_checks(self) -> list[CheckResult]:
@@ -126,6 +127,7 @@ class StageResult(_Record):
         http: HttpExchange | None = None,
         touched: Sequence[Touched] = (),
         error: str | None = None,
+        transient_calls: int = 0,
     ) -> StageResult:
         """A finished stage: failed on `error` or on any blocking check, else passed; `ended_at` defaults to now."""
         failed = error is not None or any(c.blocking for c in checks)
@@ -137,6 +139,7 @@ class StageResult(_Record):
             http=http,
             touched=list(touched),
             error=error,
+            transient_calls=transient_calls,
             started_at=started_at,
             ended_at=ended_at or datetime.now(UTC),
         )

@@ -1,0 +1,167 @@
+"""The guide on one cluster: every stage a task, independent stages concurrent, cleanup always, reports at the end."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from datetime import UTC, datetime
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, \
+    update_progress_artifact
+from prefect.futures import PrefectFuture
+from prefect.states import Completed, Failed, State
+from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
+
+from meshid import __version__, diagnostics, reports
+from meshid.models import GuideParams
+from meshid.results import Outcome, RunReport, StageResult, TargetRef
+from meshid.settings import load_settings
+from meshid.stages import DEPENDS, FINALLY, STAGES
+from meshid.stages.context import RunContext
+from meshid.stages.runner import describe
+from tasks.stage import StageFailed, artifact_key
+from tasks import (apply_demo, apply_mesh_identity, apply_permission, cleanup, cluster_start,
+                   connectivity_after_permission, connectivity_before_permission, enable_injection,
+                   install_kong_mesh, install_spire, preflight, register_spiffe_ids, restart_workloads)
+
+TASKS = {
+    "preflight": preflight.preflight,
+    "cluster-start": cluster_start.cluster_start,
+    "install-kong-mesh": install_kong_mesh.install_kong_mesh,
+    "apply-demo": apply_demo.apply_demo,
+    "install-spire": install_spire.install_spire,
+    "enable-injection": enable_injection.enable_injection,
+    "register-spiffe-ids": register_spiffe_ids.register_spiffe_ids,
+    "apply-mesh-identity": apply_mesh_identity.apply_mesh_identity,
+    "restart-workloads": restart_workloads.restart_workloads,
+    "connectivity-before-permission": connectivity_before_permission.connectivity_before_permission,
+    "apply-permission": apply_permission.apply_permission,
+    "connectivity-after-permission": connectivity_after_permission.connectivity_after_permission,
+    "cleanup": cleanup.cleanup,
+}
+DIAGNOSTIC_KINDS = [("kuma.io/v1alpha1", "Mesh"), ("kuma.io/v1alpha1", "MeshIdentity"),
+                    ("kuma.io/v1alpha1", "MeshTrafficPermission"), ("kuma.io/v1alpha1", "MeshService"),
+                    ("spire.spiffe.io/v1alpha1", "ClusterSPIFFEID")]
+
+
+def _resolve(name: str, future: PrefectFuture, ctx: RunContext) -> StageResult:
+    """The stage's result, also when its task failed (checks failed, or a transient error outlived retries)."""
+    if future.state.is_completed():
+        return future.result()
+    exc = future.result(raise_on_failure=False)
+    if isinstance(exc, StageFailed):
+        return exc.result
+    error = describe(exc) if isinstance(exc, BaseException) else str(future.state.message)
+    return StageResult.from_checks(name, [], started_at=ctx.stage_started.get(name, datetime.now(UTC)),
+                                   attempts=ctx.stage_attempts.get(name, 1), error=error)
+
+
+def _skipped(name: str, why: str) -> StageResult:
+    now = datetime.now(UTC)
+    return StageResult(name=name, outcome=Outcome.SKIPPED, started_at=now, ended_at=now, error=why)
+
+
+def run_stages(ctx: RunContext, on_done) -> dict[str, StageResult]:
+    """Run every stage of DEPENDS as soon as its dependencies passed; skip those whose dependencies did not."""
+    pending = dict(DEPENDS)
+    running: dict[str, PrefectFuture] = {}
+    results: dict[str, StageResult] = {}
+    while pending or running:
+        for name, deps in list(pending.items()):
+            bad = [d for d in deps if d in results and results[d].outcome is not Outcome.PASSED]
+            if bad:
+                results[name] = _skipped(name, f"skipped: {', '.join(bad)} did not pass")
+                del pending[name]
+            elif all(d in results for d in deps):
+                running[name] = TASKS[name].submit(quote(ctx))
+                del pending[name]
+        if not running:
+            continue
+        concurrent.futures.wait([f.wrapped_future for f in running.values()],
+                                return_when=concurrent.futures.FIRST_COMPLETED)
+        for name, fut in list(running.items()):
+            if fut.wrapped_future.done():
+                results[name] = _resolve(name, fut, ctx)
+                del running[name]
+                on_done(results)
+    return results
+
+
+def _diagnose(ctx: RunContext) -> diagnostics.Diagnostics | None:
+    """Events, pods, logs, custom resources and releases, saved under the run directory and as an artifact."""
+    if ctx.handle is None:
+        return None
+    p = ctx.params
+    ns = p.namespaces
+    diag = diagnostics.collect(ctx.cluster, ctx.helm, [ns.control_plane, ns.demo, ns.spire],
+                               [("kong-mesh", ns.control_plane), (ns.spire_release, ns.spire), ("spire-crds", ns.spire)],
+                               ctx.run_dir / "diagnostics", DIAGNOSTIC_KINDS)
+    create_markdown_artifact(diag.markdown(), key=artifact_key(ctx, "diagnostics"),
+                             description=f"diagnostics of {ctx.run_id} (files in {ctx.run_dir / 'diagnostics'})")
+    return diag
+
+
+def run_guide(ctx: RunContext) -> RunReport:
+    """Every stage, diagnostics on failure, cleanup always; returns the run's report (files in the run dir)."""
+    started = datetime.now(UTC)
+    progress = create_progress_artifact(0.0, key=artifact_key(ctx, "progress"),
+                                        description=f"stages of {ctx.run_id}")
+
+    def advance(results: dict[str, StageResult]) -> None:
+        update_progress_artifact(progress, 100.0 * len(results) / len(STAGES))
+
+    results = run_stages(ctx, advance)
+    ctx.run_failed = any(r.outcome is Outcome.FAILED for r in results.values())
+    diag_dir = None
+    if ctx.run_failed:
+        try:
+            diag = _diagnose(ctx)
+            diag_dir = str(ctx.run_dir / "diagnostics") if diag else None
+        except Exception as exc:  # diagnostics must never hide the failure they describe
+            get_run_logger().warning("collecting diagnostics failed: %s", describe(exc))
+    results[FINALLY] = _resolve(FINALLY, TASKS[FINALLY].submit(quote(ctx)), ctx)
+    advance(results)
+    report = RunReport.build(run_id=ctx.run_id, target=TargetRef(name=ctx.params.target.name,
+                                                                   provider=ctx.params.target.provider.value),
+                             trust_domain=ctx.params.trust_domain, stages=[results[n] for n in STAGES],
+                             versions={"meshid": __version__, **ctx.versions}, started_at=started,
+                             diagnostics_dir=diag_dir)
+    reports.write_json(report, ctx.run_dir / "report.json")
+    reports.write_junit([report], ctx.run_dir / "junit.xml")
+    create_markdown_artifact(reports.run_summary_markdown(report), key=artifact_key(ctx, "summary"),
+                             description=f"{ctx.run_id}: {report.outcome.value}")
+    create_table_artifact(reports.summary_rows(report), key=artifact_key(ctx, "stages"),
+                          description=f"stages of {ctx.run_id}")
+    return report
+
+
+@flow(name="guide", flow_run_name="guide-{params.target.name}-{params.trust_domain}",
+      task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=True)
+def guide(params: GuideParams = GuideParams(), json_report: str | None = None,
+          junit_report: str | None = None) -> State:
+    """Run the Kong Mesh "Issue identity with MeshIdentity Spire provider" guide on one cluster.
+
+    Args:
+        params: the target cluster, trust domain, charts, permission match, cleanup policy and timeouts.
+        json_report: also write the JSON report here.
+        junit_report: also write the JUnit XML (one testcase per stage) here.
+    """
+    settings = load_settings()
+    kubeconfig_text = None
+    if params.target.kubeconfig_secret_block:
+        from prefect.blocks.system import Secret
+
+        kubeconfig_text = Secret.load(params.target.kubeconfig_secret_block).get()
+    ctx = RunContext.create(params, settings, kubeconfig_text=kubeconfig_text)
+    report = run_guide(ctx)
+    if json_report:
+        reports.write_json(report, Path(json_report))
+    if junit_report:
+        reports.write_junit([report], Path(junit_report))
+    data = report.to_json_dict()
+    if report.outcome is Outcome.PASSED:
+        return Completed(message=f"passed on {params.target.name} ({params.trust_domain})", data=data)
+    return Failed(message=f"failed at {report.failed_stage} on {params.target.name} ({params.trust_domain}); "
+                          f"report in {ctx.run_dir}", data=data)

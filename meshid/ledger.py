@@ -1,0 +1,81 @@
+"""What one run applied to a cluster, in order, so cleanup and rollback undo exactly that, in reverse.
+
+Saved as JSON in the run directory after every change, so a crashed run can still be cleaned up from its file.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class AppliedObject:
+    """An object the run applied; `created` is False when it existed before the run (then it is left alone)."""
+
+    api_version: str
+    kind: str
+    name: str
+    namespace: str | None
+    created: bool
+
+    def same(self, other: Entry) -> bool:
+        """Whether `other` records the same object."""
+        return isinstance(other, AppliedObject) and (self.api_version, self.kind, self.name, self.namespace) == (
+            other.api_version, other.kind, other.name, other.namespace)
+
+
+@dataclass(frozen=True)
+class AppliedRelease:
+    """A helm release the run installed (`previous_revision` None) or upgraded (from `previous_revision`)."""
+
+    name: str
+    namespace: str
+    previous_revision: int | None
+
+    def same(self, other: Entry) -> bool:
+        """Whether `other` records the same release."""
+        return isinstance(other, AppliedRelease) and (self.name, self.namespace) == (other.name, other.namespace)
+
+
+Entry = AppliedObject | AppliedRelease
+
+
+@dataclass
+class Ledger:
+    """The run's changes in the order they were made; the first record of a thing wins (it knows the before)."""
+
+    path: Path | None = None
+    entries: list[Entry] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def record(self, entry: Entry) -> None:
+        """Remember a change before it is made."""
+        with self._lock:
+            if not any(entry.same(e) for e in self.entries):
+                self.entries.append(entry)
+            self._save()
+
+    def forget(self, entry: Entry) -> None:
+        """Drop a change once it has been undone."""
+        with self._lock:
+            self.entries = [e for e in self.entries if not entry.same(e)]
+            self._save()
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps([{"type": type(e).__name__, **asdict(e)} for e in self.entries], indent=2))
+        tmp.replace(self.path)
+
+    @classmethod
+    def load(cls, path: Path) -> Ledger:
+        """A ledger from its file (empty when the file does not exist)."""
+        if not path.is_file():
+            return cls(path=path)
+        types = {"AppliedObject": AppliedObject, "AppliedRelease": AppliedRelease}
+        return cls(path=path, entries=[types[e.pop("type")](**e) for e in json.loads(path.read_text())])

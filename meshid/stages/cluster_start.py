@@ -1,0 +1,17 @@
+"""cluster-start: start a throwaway cluster (sandbox, minikube, kind) or connect to an existing one."""
+
+from __future__ import annotations
+
+from meshid.stages.context import RunContext
+from meshid.stages.output import StageOutput
+
+
+def run(ctx: RunContext, out: StageOutput) -> None:
+    """Start the target's cluster and check its API answers."""
+    handle = ctx.handle or ctx.provider.start(ctx.params.timeouts.wait_s)
+    ctx.handle = handle
+    out.touch("Cluster", None, ctx.params.target.resolved_cluster, "started" if handle.owned else "connected",
+              f"provider {handle.provider}" + (f", context {handle.context}" if handle.context else ""))
+    version = ctx.cluster.version()
+    ctx.versions["kubernetes"] = version
+    out.check("MID002", True, f"the API answers: Kubernetes {version}")

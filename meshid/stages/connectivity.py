@@ -1,0 +1,47 @@
+"""The two connectivity stages: the guide's `curl -XPOST localhost:5050/api/counter` through port-forward."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from meshid.probes import Expectation, allowed, counter_probe, denied, expect
+from meshid.results import HttpExchange
+from meshid.stages.context import RunContext
+from meshid.stages.output import StageOutput
+
+DENIAL_STREAK = 3  # consecutive denials that show identity-based mTLS is in force before the permission
+
+
+def _probe(ctx: RunContext, out: StageOutput, want: Callable[[HttpExchange], bool], consecutive: int) -> Expectation:
+    p = ctx.params
+    with counter_probe(ctx.cluster, p.namespaces.demo, timeout_s=p.timeouts.http_s) as probe:
+        result = expect(probe, want, consecutive, p.timeouts.connectivity_s)
+        out.touch("Pod", p.namespaces.demo, probe.pod, "probed",
+                  f"POST /api/counter x{result.calls}: last HTTP {result.last.status}")
+    out.http = result.last
+    out.transient_calls += result.transient
+    return result
+
+
+def _summary(result: Expectation, consecutive: int) -> str:
+    last = result.last
+    answer = f"HTTP {last.status} {last.body[:200]}" if last.status is not None else f"no answer ({last.error})"
+    return (f"{result.streak}/{consecutive} in a row after {result.calls} calls in {result.elapsed_s:.1f}s "
+            f"({result.transient} transient); last: {answer}")
+
+
+def before_permission(ctx: RunContext, out: StageOutput) -> None:
+    """Without a permission, identity-based mTLS must deny: HTTP 500 "failed to retrieve zone"."""
+    result = _probe(ctx, out, denied, DENIAL_STREAK)
+    out.check("MID060", result.met, "denied: " + _summary(result, DENIAL_STREAK))
+
+
+def after_permission(ctx: RunContext, out: StageOutput) -> None:
+    """With the permission, calls must succeed (200, counter >= 1, zone "") N times in a row within the window."""
+    n = ctx.params.stable_successes
+    result = _probe(ctx, out, allowed, n)
+    out.check("MID061", result.met, "allowed: " + _summary(result, n))
+    if result.met:
+        late = result.elapsed_s > ctx.params.timeouts.connectivity_s / 2
+        out.check("MID062", not late, f"converged after {result.elapsed_s:.1f}s of a "
+                                      f"{ctx.params.timeouts.connectivity_s:.0f}s window")

@@ -1,0 +1,113 @@
+"""Everything the stages of one run share: parameters, settings, the cluster, helm, and the run's ledger."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from meshid import tools
+from meshid.helm import Helm, Release
+from meshid.kube import Cluster
+from meshid.ledger import AppliedObject, AppliedRelease, Ledger
+from meshid.manifests import stamp
+from meshid.models import ChartSource, GuideParams
+from meshid.providers import ClusterHandle, Provider, provider_for
+from meshid.settings import MeshidSettings
+from meshid.stages.output import StageOutput
+
+
+def slug(text: str) -> str:
+    """Lowercase letters, digits and '-' only (Prefect artifact keys, file names)."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def new_run_id(params: GuideParams) -> str:
+    """A sortable, unique run id naming the target and trust domain."""
+    stamp_ = datetime.now(UTC).strftime("%Y%m%dt%H%M%S")
+    return f"{stamp_}-{slug(params.target.name)}-{slug(params.trust_domain)}-{secrets.token_hex(2)}"
+
+
+@dataclass
+class RunContext:
+    """One run of the guide on one cluster."""
+
+    params: GuideParams
+    settings: MeshidSettings
+    run_id: str
+    run_dir: Path
+    ledger: Ledger
+    kubeconfig_text: str | None = None
+    handle: ClusterHandle | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    run_failed: bool = False
+    stage_started: dict[str, datetime] = field(default_factory=dict)
+    stage_attempts: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def create(cls, params: GuideParams, settings: MeshidSettings, run_id: str | None = None,
+               kubeconfig_text: str | None = None) -> RunContext:
+        """A new run: its id, its directory under `settings.runs_dir`, an empty ledger saved there."""
+        run_id = run_id or new_run_id(params)
+        run_dir = (settings.runs_dir / run_id).resolve()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return cls(params=params, settings=settings, run_id=run_id, run_dir=run_dir,
+                   ledger=Ledger(path=run_dir / "ledger.json"), kubeconfig_text=kubeconfig_text)
+
+    @cached_property
+    def provider(self) -> Provider:
+        """The provider of the run's target."""
+        return provider_for(self.params.target, self.settings, self.run_dir, self.kubeconfig_text)
+
+    @cached_property
+    def cluster(self) -> Cluster:
+        """The API of the run's cluster (available once cluster-start has run)."""
+        if self.handle is None:
+            raise RuntimeError("the cluster is not started yet: cluster-start must run first")
+        return Cluster(self.handle.kubeconfig, self.handle.context, self.settings.api_timeout_s)
+
+    @cached_property
+    def helm(self) -> Helm:
+        """helm bound to the run's cluster."""
+        if self.handle is None:
+            raise RuntimeError("the cluster is not started yet: cluster-start must run first")
+        return Helm(self.handle.kubeconfig, self.handle.context, tools.find(self.settings.helm_bin, self.settings.home),
+                    self.settings.home / "helm")
+
+    def chart_repo(self, source: ChartSource) -> str:
+        """Where to install `source` from: the parameters' mirror, else the provider's, else the chart's repo."""
+        mirror = self.params.charts.mirror or (self.handle.chart_mirror if self.handle else None)
+        return mirror or str(source.repo)
+
+    def apply(self, obj: dict[str, Any], out: StageOutput) -> dict[str, Any]:
+        """Server-side apply `obj` stamped with the run id; the ledger learns of it before the cluster does."""
+        obj = stamp(obj, self.run_id)
+        meta = obj["metadata"]
+        ns = meta.get("namespace")
+        existed = self.cluster.get(obj["apiVersion"], obj["kind"], meta["name"], ns) is not None
+        self.ledger.record(AppliedObject(obj["apiVersion"], obj["kind"], meta["name"], ns, not existed))
+        applied = self.cluster.apply(obj)
+        out.touch(obj["kind"], ns, meta["name"], "configured" if existed else "created")
+        return applied
+
+    def install(self, source: ChartSource, release: str, namespace: str, values: list[str], out: StageOutput,
+                reuse_values: bool = False) -> Release:
+        """`helm upgrade --install` a pinned chart, recording the release (and its earlier revision) first."""
+        if self.cluster.get("v1", "Namespace", namespace) is None:  # helm --create-namespace makes it: undo knows
+            self.ledger.record(AppliedObject("v1", "Namespace", namespace, None, True))
+        before = self.helm.status(release, namespace)
+        self.ledger.record(AppliedRelease(release, namespace, before.revision if before else None))
+        installed = self.helm.upgrade_install(
+            release, source.chart, namespace, repo=self.chart_repo(source), version=source.version, values=values,
+            timeout_s=self.params.timeouts.helm_s, reuse_values=reuse_values)
+        out.touch("HelmRelease", namespace, release, "upgraded" if before else "installed",
+                  f"{installed.chart} revision {installed.revision}: {installed.status}")
+        with self._lock:
+            self.versions[f"chart/{source.chart}"] = source.version
+        return installed

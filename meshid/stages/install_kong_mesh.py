@@ -1,0 +1,22 @@
+"""install-kong-mesh: helm upgrade --install the pinned Kong Mesh chart and wait for the control plane."""
+
+from __future__ import annotations
+
+from meshid.conditions import pods_ready
+from meshid.stages.context import RunContext
+from meshid.stages.output import StageOutput
+from meshid.stages.waits import checked_wait
+
+RELEASE = "kong-mesh"
+CONTROL_PLANE_SELECTOR = "app=kong-mesh-control-plane"
+
+
+def run(ctx: RunContext, out: StageOutput) -> None:
+    """Install Kong Mesh; its control-plane pods must become Ready."""
+    p = ctx.params
+    ns = p.namespaces.control_plane
+    ctx.install(p.charts.kong_mesh, RELEASE, ns, [], out)
+    checked_wait(out, "MID010", lambda: ctx.cluster.wait(
+        f"control-plane pods ({CONTROL_PLANE_SELECTOR}) Ready in {ns}", "v1", "Pod", pods_ready(), p.timeouts.wait_s,
+        namespace=ns, label_selector=CONTROL_PLANE_SELECTOR),
+        lambda pods: f"{len(pods)} control-plane pod(s) Ready in {ns}")

@@ -1,0 +1,36 @@
+"""What a stage body reports while it runs: checks, what it touched, the HTTP exchange, transient calls."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from meshid import checks
+from meshid.results import CheckResult, HttpExchange, Touched
+
+
+@dataclass
+class StageOutput:
+    """Collected by one stage run; the runner turns it into a `StageResult`."""
+
+    checks: list[CheckResult] = field(default_factory=list)
+    touched: list[Touched] = field(default_factory=list)
+    http: HttpExchange | None = None
+    transient_calls: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def check(self, code: str, ok: bool, message: str) -> bool:
+        """Record the outcome of catalogue check `code`; return `ok`."""
+        with self._lock:
+            self.checks.append(checks.result(code, ok, message))
+        return ok
+
+    def touch(self, kind: str, namespace: str | None, name: str, action: str, detail: str = "") -> None:
+        """Record a resource, pod, release or SPIFFE ID the stage acted on or observed."""
+        with self._lock:
+            self.touched.append(Touched(kind=kind, namespace=namespace, name=name, action=action, detail=detail))
+
+    @property
+    def blocked(self) -> bool:
+        """True once a blocking check failed: the stage should stop and report."""
+        return any(c.blocking for c in self.checks)

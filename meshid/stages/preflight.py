@@ -1,0 +1,49 @@
+"""preflight: tools, versions, reachability of an existing cluster, and the inputs' consistency; changes nothing."""
+
+from __future__ import annotations
+
+from meshid import tools
+from meshid.errors import ExternalCallError
+from meshid.helm import Helm
+from meshid.manifests import MANAGED_BY, MANAGED_BY_LABEL
+from meshid.models import DEMO_SERVICE_ACCOUNT, ProviderName
+from meshid.spiffe import render_path
+from meshid.stages.context import RunContext
+from meshid.stages.output import StageOutput
+
+
+def run(ctx: RunContext, out: StageOutput) -> None:
+    """Check everything that can be checked before the run changes anything."""
+    p = ctx.params
+    problems = p.consistency_problems()
+    value = p.permission.resolved_value(p.trust_domain, p.namespaces.demo)
+    out.check("MID003", not problems, "; ".join(problems) or (
+        f"trust domain {p.trust_domain} is the same in SPIRE, the MeshIdentity and the permission "
+        f"({p.permission.type} {value})"))
+    workload = f"spiffe://{p.trust_domain}{render_path(p.identity_path, p.namespaces.demo, DEMO_SERVICE_ACCOUNT, p.trust_domain)}"
+    out.check("MID004", True, f"identity_path renders {workload} for the demo workloads")
+    charts = p.charts
+    out.check("MID005", True, f"kong-mesh {charts.kong_mesh.version}, spire {charts.spire.version}, "
+                              f"spire-crds {charts.spire_crds.version}")
+    try:
+        helm = Helm(ctx.run_dir / "no-kubeconfig", binary=tools.find(ctx.settings.helm_bin, ctx.settings.home))
+        version = helm.version(p.timeouts.apply_s)
+        out.check("MID001", version.startswith(("v3.", "v4.")), f"helm {version}")
+        ctx.versions["helm"] = version
+    except ExternalCallError as exc:
+        out.check("MID001", False, str(exc))
+    for ok, message in ctx.provider.preflight():
+        out.check("MID001", ok, message)
+    if p.target.provider is ProviderName.CONTEXT and not out.blocked:
+        _existing_cluster(ctx, out)
+
+
+def _existing_cluster(ctx: RunContext, out: StageOutput) -> None:
+    handle = ctx.provider.start(ctx.params.timeouts.apply_s)
+    ctx.handle = handle
+    version = ctx.cluster.version()
+    out.check("MID002", True, f"context {handle.context or '(current)'} answers: Kubernetes {version}")
+    leftovers, _ = ctx.cluster.list("v1", "Namespace", label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}")
+    names = [n["metadata"]["name"] for n in leftovers]
+    out.check("MID006", not names, f"namespaces left by an earlier meshid run: {', '.join(names)}" if names
+              else "no namespaces left by an earlier meshid run")

@@ -1,0 +1,40 @@
+"""Run one stage body and turn what it did into a `StageResult`.
+
+Transient errors propagate, so the caller (a Prefect task with `retry_condition_fn`) retries the stage; any other
+error ends the stage as failed with the error's message, which is already redacted by meshid's exceptions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from meshid.errors import MeshidError, is_transient
+from meshid.redact import redact
+from meshid.results import StageResult
+from meshid.stages.context import RunContext
+from meshid.stages.output import StageOutput
+
+StageBody = Callable[[RunContext, StageOutput], None]
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line, redacted description of an error for reports."""
+    text = str(exc) if isinstance(exc, MeshidError) else f"{type(exc).__name__}: {exc}"
+    return redact(text)
+
+
+def run_stage(name: str, body: StageBody, ctx: RunContext, attempt: int = 1,
+              started_at: datetime | None = None) -> StageResult:
+    """Run `body`; return its result, or re-raise a transient error for the caller to retry."""
+    started = started_at or datetime.now(UTC)
+    out = StageOutput()
+    error = None
+    try:
+        body(ctx, out)
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        error = describe(exc)
+    return StageResult.from_checks(name, out.checks, started_at=started, attempts=attempt, http=out.http,
+                                   touched=out.touched, error=error, transient_calls=out.transient_calls)

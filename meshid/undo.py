@@ -1,0 +1,59 @@
+"""Undo what a run applied (its ledger), newest first: delete created objects, uninstall or roll back releases.
+
+Used by cleanup on existing clusters and by fleet rollouts to roll a cluster back. Objects that existed before the
+run are left as they are.
+"""
+
+from __future__ import annotations
+
+from meshid.errors import ExternalCallError, WaitTimeout
+from meshid.helm import Helm
+from meshid.kube import Cluster
+from meshid.ledger import AppliedObject, AppliedRelease, Ledger
+from meshid.stages.output import StageOutput
+
+
+def undo(cluster: Cluster, helm: Helm, ledger: Ledger, timeout_s: float, out: StageOutput) -> list[str]:
+    """Undo every ledger entry in reverse order and verify; return the problems (empty when all is undone)."""
+    problems: list[str] = []
+    deleted: list[AppliedObject] = []
+    for entry in reversed(list(ledger.entries)):
+        try:
+            if isinstance(entry, AppliedRelease):
+                _undo_release(helm, entry, timeout_s, out)
+                ledger.forget(entry)
+            elif entry.created:
+                cluster.delete(entry.api_version, entry.kind, entry.name, entry.namespace)
+                out.touch(entry.kind, entry.namespace, entry.name, "deleted")
+                deleted.append(entry)
+            else:
+                ledger.forget(entry)
+        except ExternalCallError as exc:
+            problems.append(str(exc))
+    for entry in deleted:
+        try:
+            _wait_gone(cluster, entry, timeout_s)
+            ledger.forget(entry)
+        except (WaitTimeout, ExternalCallError) as exc:
+            problems.append(str(exc))
+    return problems
+
+
+def _undo_release(helm: Helm, entry: AppliedRelease, timeout_s: float, out: StageOutput) -> None:
+    if entry.previous_revision is None:
+        helm.uninstall(entry.name, entry.namespace, timeout_s)
+        out.touch("HelmRelease", entry.namespace, entry.name, "uninstalled")
+    else:
+        helm.rollback(entry.name, entry.namespace, entry.previous_revision, timeout_s)
+        out.touch("HelmRelease", entry.namespace, entry.name, "rolled back", f"to revision {entry.previous_revision}")
+
+
+def _wait_gone(cluster: Cluster, entry: AppliedObject, timeout_s: float) -> None:
+    try:
+        cluster.resource(entry.api_version, entry.kind)
+    except ExternalCallError:
+        return  # the kind itself is gone (its CRD was uninstalled), and with it the object
+    where = f"{entry.namespace}/{entry.name}" if entry.namespace else entry.name
+    cluster.wait(f"{entry.kind} {where} to be deleted", entry.api_version, entry.kind,
+                 lambda objs: (not objs, f"{len(objs)} left" if objs else "gone"), timeout_s,
+                 namespace=entry.namespace, field_selector=f"metadata.name={entry.name}")

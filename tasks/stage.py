@@ -1,0 +1,89 @@
+"""The one way a guide stage becomes a Prefect task: retries for transient errors only, artifacts, a result.
+
+A stage that fails raises `StageFailed` carrying its `StageResult`, so the task run is Failed in the UI and the
+flow still gets every check; a transient error that outlives the retries propagates as itself.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from prefect import Task, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import TaskRun
+from prefect.runtime import task_run as current_task_run
+from prefect.states import State
+
+from meshid import reports
+from meshid.errors import MeshidError, is_transient
+from meshid.results import Outcome, StageResult
+from meshid.stages.context import RunContext, slug
+from meshid.stages.runner import StageBody, run_stage
+
+RETRIES = 2
+RETRY_DELAYS_S = [2, 5]
+
+
+class StageFailed(MeshidError):
+    """A stage finished failed; `result` holds its checks, touched resources and error."""
+
+    def __init__(self, result: StageResult) -> None:
+        super().__init__(result)
+        self.result = result
+
+    def __str__(self) -> str:
+        codes = ", ".join(self.result.codes)
+        return f"stage {self.result.name} failed" + (f" ({codes})" if codes else "") + (
+            f": {self.result.error}" if self.result.error else "")
+
+
+def retry_transient(task: Task, task_run: TaskRun, state: State) -> bool:
+    """Retry only when the attempt ended in a transient error (never for a failed check)."""
+    try:
+        state.result()
+    except Exception as exc:
+        return is_transient(exc)
+    return False
+
+
+def artifact_key(ctx: RunContext, suffix: str) -> str:
+    """A valid artifact key (`^[a-z0-9-]*$`) for this run's target and trust domain."""
+    return slug(f"{ctx.params.target.name}-{ctx.params.trust_domain}-{suffix}")
+
+
+def publish(ctx: RunContext, result: StageResult) -> None:
+    """The stage's summary (markdown) and what it touched (table) as keyed artifacts."""
+    key = artifact_key(ctx, result.name)
+    create_markdown_artifact(reports.stage_markdown(result), key=key,
+                             description=f"{result.name}: {result.outcome.value}")
+    rows = reports.touched_rows(result)
+    if rows:
+        create_table_artifact(rows, key=f"{key}-touched", description=f"what {result.name} touched")
+
+
+def stage_task(name: str, body: StageBody) -> Task:
+    """A Prefect task that runs stage `name` with `body` against a RunContext."""
+
+    @task(name=name, retries=RETRIES, retry_delay_seconds=RETRY_DELAYS_S, retry_condition_fn=retry_transient,
+          cache_policy=NO_CACHE, tags=["meshid", f"stage:{name}"])
+    def run(ctx: RunContext) -> StageResult:
+        attempt = current_task_run.run_count or 1
+        started = ctx.stage_started.setdefault(name, datetime.now(UTC))
+        ctx.stage_attempts[name] = attempt
+        logger = get_run_logger()
+        logger.info("stage %s, attempt %d", name, attempt)
+        try:
+            result = run_stage(name, body, ctx, attempt=attempt, started_at=started)
+        except Exception as exc:
+            logger.warning("stage %s attempt %d: transient error, %s", name, attempt, exc)
+            raise
+        publish(ctx, result)
+        for check in result.checks:
+            (logger.info if not check.failed else logger.warning)("%s %s %s: %s", check.code, check.severity.value,
+                                                                  check.outcome.value, check.message)
+        if result.outcome is Outcome.FAILED:
+            raise StageFailed(result)
+        return result
+
+    return run
