@@ -48,11 +48,12 @@ DIAGNOSTIC_KINDS = [("kuma.io/v1alpha1", "Mesh"), ("kuma.io/v1alpha1", "MeshIden
 
 def _resolve(name: str, future: PrefectFuture, ctx: RunContext) -> StageResult:
     """The stage's result, also when its task failed (checks failed, or a transient error outlived retries)."""
-    if future.state.is_completed():
-        return future.result()
-    exc = future.result(raise_on_failure=False)
-    if isinstance(exc, StageFailed):
-        return exc.result
+    value = future.result(raise_on_failure=False)
+    if isinstance(value, StageResult):
+        return value
+    if isinstance(value, StageFailed):
+        return value.result
+    exc = value
     error = describe(exc) if isinstance(exc, BaseException) else str(future.state.message)
     return StageResult.from_checks(name, [], started_at=ctx.stage_started.get(name, datetime.now(UTC)),
                                    attempts=ctx.stage_attempts.get(name, 1), error=error)
