@@ -1,0 +1,57 @@
+"""The local sandbox (`sandbox.lifecycle`): a Kubernetes control plane with fake nodes, a chart repository and
+the emulated mesh. Imported lazily, so meshid never needs the sandbox unless this provider is used."""
+
+from __future__ import annotations
+
+from meshid.errors import ExternalCallError, InputError, MeshidError, matches_transient
+from meshid.models import ProviderName
+from meshid.providers.base import Check, ClusterHandle, Provider
+
+
+class SandboxProvider(Provider):
+    """A one-node sandbox named after the target; its chart repository is the handle's chart mirror."""
+
+    name = ProviderName.SANDBOX
+
+    def preflight(self) -> list[Check]:
+        from sandbox import binaries
+
+        missing = binaries.missing()
+        if missing:
+            return [(False, f"sandbox binaries not built yet: {', '.join(missing)} (the start builds them; "
+                            "`make sandbox-build` does it ahead)")]
+        return [(True, f"sandbox binaries in {binaries.bin_dir()}")]
+
+    def start(self, timeout_s: float) -> ClusterHandle:
+        from sandbox import lifecycle
+        from sandbox.errors import SandboxError
+
+        try:
+            info = lifecycle.up(self.cluster, nodes=1, tick_s=self.settings.sandbox_tick_s, timeout_s=timeout_s)
+        except SandboxError as exc:
+            raise self._error(exc, f"start sandbox {self.cluster}") from None
+        return self.handle(info.kubeconfig, None, chart_mirror=info.chart_repo_url)
+
+    def delete(self, handle: ClusterHandle, timeout_s: float) -> None:
+        """Stop the sandbox and remove its files (lifecycle bounds each step); a sandbox already gone is fine."""
+        from sandbox import lifecycle
+        from sandbox.errors import SandboxError, UnknownSandbox
+
+        try:
+            lifecycle.down(handle.cluster)
+        except UnknownSandbox:
+            return
+        except SandboxError as exc:
+            raise self._error(exc, f"delete sandbox {handle.cluster}") from None
+
+    def _error(self, exc: Exception, what: str) -> MeshidError:
+        """A sandbox error as a meshid error: a bad or taken name is bad input, the rest failed calls."""
+        from sandbox.errors import InvalidName, SandboxExists
+
+        if isinstance(exc, InvalidName):
+            return InputError(self.cluster_field, str(exc),
+                              f"give {self.cluster_field} a DNS-1123 label of at most 40 characters")
+        if isinstance(exc, SandboxExists):
+            return InputError(self.cluster_field, str(exc), f"choose another {self.cluster_field}, or stop that "
+                              f"sandbox (`meshid sandbox down --name {self.cluster}`)")
+        return ExternalCallError(what, str(exc), transient=matches_transient(str(exc)))
