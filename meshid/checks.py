@@ -53,6 +53,11 @@ CATALOGUE: dict[str, CheckSpec] = {
             "pass or fail for the wrong reason.",
         ),
         CheckSpec(
+            "MID007", "Permission matches the demo workloads' SPIFFE ID", _WARN,
+            "The allowing MeshTrafficPermission will not match, so traffic stays denied after it: use the Prefix "
+            "spiffe://TRUST-DOMAIN/ns/DEMO-NAMESPACE or the exact ID, unless the denial is what you test.",
+        ),
+        CheckSpec(
             "MID010", "Kong Mesh control plane ready", _FAIL,
             "Inspect Deployment `kong-mesh-control-plane` in `kong-mesh-system` (events, logs); a cold cluster "
             "pulls many images, so allow waits of 300 s or more.",

@@ -13,6 +13,7 @@ from meshid.errors import ExternalCallError, ExternalTimeout, matches_transient
 from meshid.redact import redact
 
 GRACE_S = 30  # the subprocess timeout exceeds helm's own --timeout by this much
+RELEASE_NOT_FOUND = "release: not found"  # helm status / uninstall of a release that is not installed
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ class Helm:
             out = self.run(["status", release, "--namespace", namespace, "-o", "json"], f"helm status {release}",
                            timeout_s)
         except ExternalCallError as exc:
-            if "not found" in exc.detail:
+            if RELEASE_NOT_FOUND in exc.detail:
                 return None
             raise
         data = json.loads(out)
@@ -108,7 +109,7 @@ class Helm:
             self.run(["uninstall", release, "--namespace", namespace, "--wait", "--timeout", f"{int(timeout_s)}s"],
                      f"helm uninstall {release}", timeout_s + GRACE_S)
         except ExternalCallError as exc:
-            if "not found" in exc.detail:
+            if RELEASE_NOT_FOUND in exc.detail:
                 return False
             raise
         return True

@@ -238,6 +238,15 @@ class GuideParams(_Model):
         """SPIRE's trust domain: `spire_trust_domain`, or `trust_domain`."""
         return self.spire_trust_domain or self.trust_domain
 
+    def permission_gap(self) -> str | None:
+        """Preflight warning: the permission does not match the demo workloads' SPIFFE ID (traffic stays denied)."""
+        workload_id, value = _workload_id(self), self.permission.resolved_value(self.trust_domain, self.namespaces.demo)
+        if workload_id is None:
+            return None
+        matches = workload_id.startswith(value) if self.permission.type == "Prefix" else workload_id == value
+        return None if matches else (f"permission {self.permission.type} {value} does not match the demo "
+                                     f"workloads' {workload_id}: the allowed call would stay denied")
+
     def consistency_problems(self) -> list[str]:
         """Preflight: combinations of valid parameters that cannot give the guide's result."""
         td, spire_td, ns = self.trust_domain, self.resolved_spire_trust_domain, self.namespaces.demo
@@ -265,14 +274,15 @@ class GuideParams(_Model):
         value_td, _ = parse_spiffe_id(value, "permission.value")
         if value_td != td:
             problems.append(f"permission.value {value} is in trust domain {value_td}, not {td}: it allows nothing")
-        elif workload_id and not (
-            workload_id.startswith(value) if self.permission.type == "Prefix" else workload_id == value
-        ):
-            problems.append(
-                f"permission {self.permission.type} {value} does not match the demo workloads' {workload_id}: "
-                "the allowed call would stay denied"
-            )
         return problems
+
+
+def _workload_id(params: GuideParams) -> str | None:
+    td, ns = params.trust_domain, params.namespaces.demo
+    try:
+        return f"spiffe://{td}{render_path(params.identity_path, ns, DEMO_SERVICE_ACCOUNT, td)}"
+    except InputError:
+        return None
 
 
 def parse_params(data: dict[str, Any]) -> GuideParams:

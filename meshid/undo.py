@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from meshid.errors import ExternalCallError, WaitTimeout
 from meshid.helm import Helm
-from meshid.kube import Cluster
+from meshid.kube import ApiError, Cluster
 from meshid.ledger import AppliedObject, AppliedRelease, Ledger
 from meshid.stages.output import StageOutput
 
@@ -49,11 +49,11 @@ def _undo_release(helm: Helm, entry: AppliedRelease, timeout_s: float, out: Stag
 
 
 def _wait_gone(cluster: Cluster, entry: AppliedObject, timeout_s: float) -> None:
-    try:
-        cluster.resource(entry.api_version, entry.kind)
-    except ExternalCallError:
-        return  # the kind itself is gone (its CRD was uninstalled), and with it the object
     where = f"{entry.namespace}/{entry.name}" if entry.namespace else entry.name
-    cluster.wait(f"{entry.kind} {where} to be deleted", entry.api_version, entry.kind,
-                 lambda objs: (not objs, f"{len(objs)} left" if objs else "gone"), timeout_s,
-                 namespace=entry.namespace, field_selector=f"metadata.name={entry.name}")
+    try:
+        cluster.wait(f"{entry.kind} {where} to be deleted", entry.api_version, entry.kind,
+                     lambda objs: (not objs, f"{len(objs)} left" if objs else "gone"), timeout_s,
+                     namespace=entry.namespace, field_selector=f"metadata.name={entry.name}")
+    except ApiError as exc:
+        if exc.status != 404:
+            raise  # 404: the kind itself is gone (its CRD was uninstalled), and with it the object

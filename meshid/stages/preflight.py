@@ -20,6 +20,8 @@ def run(ctx: RunContext, out: StageOutput) -> None:
     out.check("MID003", not problems, "; ".join(problems) or (
         f"trust domain {p.trust_domain} is the same in SPIRE, the MeshIdentity and the permission "
         f"({p.permission.type} {value})"))
+    gap = p.permission_gap()
+    out.check("MID007", gap is None, gap or f"{p.permission.type} {value} matches the demo workloads")
     workload = f"spiffe://{p.trust_domain}{render_path(p.identity_path, p.namespaces.demo, DEMO_SERVICE_ACCOUNT, p.trust_domain)}"
     out.check("MID004", True, f"identity_path renders {workload} for the demo workloads")
     charts = p.charts

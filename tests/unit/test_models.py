@@ -130,16 +130,18 @@ def test_consistency_permission_in_other_trust_domain():
     assert len(problems) == 1 and "trust domain other.org" in problems[0]
 
 
-def test_consistency_permission_prefix_not_covering_demo_namespace():
+def test_permission_prefix_not_covering_demo_namespace_is_a_gap_not_an_inconsistency():
     p = parse_params({"permission": {"value": "spiffe://default.default.mesh.local/ns/other"}})
-    assert ["does not match" in s for s in p.consistency_problems()] == [True]
+    assert p.consistency_problems() == []
+    assert "does not match" in p.permission_gap()
 
 
-def test_consistency_exact_match():
+def test_permission_gap_exact_match():
     exact = "spiffe://default.default.mesh.local/ns/kong-mesh-demo/sa/default"
-    assert parse_params({"permission": {"type": "Exact", "value": exact}}).consistency_problems() == []
+    assert parse_params({"permission": {"type": "Exact", "value": exact}}).permission_gap() is None
+    assert parse_params({}).permission_gap() is None
     # Exact on the guide's prefix value matches no workload.
-    assert len(parse_params({"permission": {"type": "Exact"}}).consistency_problems()) == 1
+    assert "does not match" in parse_params({"permission": {"type": "Exact"}}).permission_gap()
 
 
 def test_consistency_path_template_differs_from_spire_registration():
