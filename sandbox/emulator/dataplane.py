@@ -1,0 +1,208 @@
+"""The data plane: one HTTP server on 127.0.0.1 per demo pod, reached through a kwok PortForward on port 5050.
+
+`kubectl port-forward svc/demo-app 5050:5050` enters the demo-app pod on localhost, so the request reaches the app
+without passing its own inbound proxy; the app's call to kv crosses kv's inbound, where `policy.decide` judges it
+against the published view (a denial is the 403 Envoy's RBAC filter answers). kv's keys live in its server object,
+so they are lost when the kv pod is replaced. Fault knobs: dropped connections and transient 503s.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+from sandbox.emulator import kuma, policy
+from sandbox.emulator import store as st
+from sandbox.emulator.config import ConfigSource
+from sandbox.emulator.demoapp import App, KvUnreachable, Request, Response
+from sandbox.emulator.kubeapi import Writer
+from sandbox.emulator.world import Converger
+
+log = logging.getLogger("emulator.dataplane")
+IMAGE = "kuma-counter-demo"
+APP_PORT = 5050
+PORT_FORWARDS = st.Kind("portforwards", "kwok.x-k8s.io", "v1alpha1")
+UNAVAILABLE = Response(503, b"upstream connect error or disconnect/reset before headers. reset reason: "
+                            b"connection termination", {"Content-Type": "text/plain"})
+
+
+def app_container(pod: Mapping) -> Mapping | None:
+    """The kuma-counter-demo container of a pod, if it runs one."""
+    return next((c for c in pod.get("spec", {}).get("containers", []) if IMAGE in c.get("image", "")), None)
+
+
+def _field(pod: Mapping, path: str) -> str:
+    """A downward-API fieldRef value: metadata.name|namespace|uid, metadata.labels['k'], metadata.annotations['k']."""
+    meta = pod["metadata"]
+    for kind in ("labels", "annotations"):
+        prefix = f"metadata.{kind}['"
+        if path.startswith(prefix) and path.endswith("']"):
+            return (meta.get(kind) or {}).get(path[len(prefix):-2], "")
+    return str(meta.get(path.removeprefix("metadata."), "")) if path.startswith("metadata.") else ""
+
+
+def env_value(pod: Mapping, container: Mapping, name: str) -> str:
+    """The value the container sees for env var `name` (literal or metadata fieldRef; '' when unset)."""
+    for var in container.get("env", []):
+        if var.get("name") == name:
+            ref = (var.get("valueFrom") or {}).get("fieldRef")
+            return _field(pod, ref.get("fieldPath", "")) if ref else var.get("value", "")
+    return ""
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, handler: Callable[[Request], Response], drop_share: Callable[[], float],
+                 unavailable_share: Callable[[], float]) -> None:
+        self.answer, self.drop_share, self.unavailable_share = handler, drop_share, unavailable_share
+        super().__init__(("127.0.0.1", 0), _Handler)
+
+    def verify_request(self, request: socket.socket, client_address: object) -> bool:
+        """Close a share of connections without an answer (the drop_port_forward_share knob)."""
+        return random.random() >= self.drop_share()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        """Status line and Date, like Go's net/http (no Server header)."""
+        self.log_request(code)
+        self.send_response_only(code, message)
+        self.send_header("Date", self.date_time_string())
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        req = Request(self.command, self.path, dict(self.headers.items()), self.rfile.read(length) if length else b"")
+        try:
+            delay_ms = int(req.header("x-set-response-delay-ms") or 0)
+        except ValueError:
+            delay_ms = 0
+        if delay_ms > 0 and self.path.startswith("/api"):
+            time.sleep(delay_ms / 1000)
+        share = self.server.unavailable_share()
+        resp = UNAVAILABLE if share and random.random() < share else self.server.answer(req)
+        self.send_response(resp.status)
+        for name, value in resp.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(resp.body)))
+        self.end_headers()
+        self.wfile.write(resp.body)
+
+    do_GET = do_POST = do_DELETE = do_PUT = _serve
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - base class signature
+        log.debug("%s %s", self.address_string(), format % args)
+
+
+class PodServer:
+    """The app of one pod, served on an ephemeral port of 127.0.0.1."""
+
+    def __init__(self, pod: Mapping, app: App, config: ConfigSource, demo_app: bool) -> None:
+        self.pod = pod
+        self.app = app
+        share = (lambda: config.current.transient_503_share) if demo_app else (lambda: 0.0)
+        self._http = _Server(app.handle, lambda: config.current.drop_port_forward_share, share)
+        self.port = self._http.server_address[1]
+        threading.Thread(target=self._http.serve_forever, name=f"pod-{pod['metadata']['name']}", daemon=True).start()
+
+    def stop(self) -> None:
+        """Stop serving and close the port."""
+        self._http.shutdown()
+        self._http.server_close()
+
+
+class DataPlane:
+    """Starts and stops pod servers as demo pods come and go, and routes demo-app's calls to kv."""
+
+    def __init__(self, store: st.Store, writer: Writer, config: ConfigSource, converger: Converger) -> None:
+        self._store, self._writer, self._config, self._converger = store, writer, config, converger
+        self._servers: dict[str, PodServer] = {}
+        self._lock = threading.Lock()
+        self._round_robin = itertools.count()
+
+    def on_pod(self, event: str, pod: Mapping) -> None:
+        """Store listener: serve each scheduled demo pod, stop when it terminates."""
+        uid, container = pod["metadata"].get("uid", ""), app_container(pod)
+        gone = event == "DELETED" or pod["metadata"].get("deletionTimestamp")
+        if gone or container is None:
+            with self._lock:
+                server = self._servers.pop(uid, None)
+            if server is not None:
+                server.stop()
+            return
+        if not pod["spec"].get("nodeName"):
+            return
+        with self._lock:
+            if uid in self._servers:
+                self._servers[uid].pod = pod
+                return
+            kv_url = env_value(pod, container, "KV_URL")
+            app = App(env_value(pod, container, "APP_VERSION"), self._kv_client(uid, kv_url) if kv_url else None)
+            server = self._servers[uid] = PodServer(pod, app, self._config, demo_app=bool(kv_url))
+        self._forward(pod, server.port)
+        log.info("serving %s/%s (%s) on 127.0.0.1:%d", pod["metadata"]["namespace"], pod["metadata"]["name"],
+                 "demo-app" if kv_url else "kv", server.port)
+
+    def stop(self) -> None:
+        """Stop every pod server."""
+        with self._lock:
+            servers, self._servers = list(self._servers.values()), {}
+        for server in servers:
+            server.stop()
+
+    def _forward(self, pod: Mapping, port: int) -> None:
+        meta = pod["metadata"]
+        body = {"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "PortForward",
+                "metadata": {"name": meta["name"], "namespace": meta["namespace"],
+                             "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": meta["name"],
+                                                  "uid": meta["uid"]}]},
+                "spec": {"forwards": [{"ports": [APP_PORT], "target": {"address": "127.0.0.1", "port": port}}]}}
+        self._writer.delete(PORT_FORWARDS, meta["namespace"], meta["name"])
+        self._writer.create(PORT_FORWARDS, meta["namespace"], body)
+
+    def _endpoints(self, host: str, default_namespace: str) -> tuple[Mapping | None, list[PodServer]]:
+        """The Service a kv URL host names and the ready pod servers behind it."""
+        parts = host.split(".")
+        namespace = parts[1] if len(parts) > 1 else default_namespace
+        service = self._store.get(st.SERVICES, namespace, parts[0])
+        if service is None:
+            return None, []
+        with self._lock:
+            servers = [s for s in self._servers.values() if kuma.selects_pod(service, s.pod) and kuma.pod_ready(s.pod)]
+        return service, servers
+
+    def _kv_client(self, client_uid: str, kv_url: str) -> Callable[[str, str, dict | None], tuple[int, dict | None]]:
+        host = urlsplit(kv_url).hostname or ""
+
+        def call(method: str, key: str, body: dict | None) -> tuple[int, dict | None]:
+            with self._lock:
+                client = self._servers.get(client_uid)
+            if client is None:
+                raise KvUnreachable("the client pod is gone")
+            _, servers = self._endpoints(host, client.pod["metadata"]["namespace"])
+            if not servers:
+                raise KvUnreachable(f"no healthy upstream for {host}")
+            server = servers[next(self._round_robin) % len(servers)]
+            view = self._converger.published
+            decision = policy.decide(view.proxy_of(client.pod), view.proxy_of(server.pod), view.permissions)
+            log.info("%s -> %s %s /api/key-value/%s: %s (%s)", client.pod["metadata"]["name"],
+                     server.pod["metadata"]["name"], method, key, "allowed" if decision.allowed else "denied",
+                     decision.reason)
+            if not decision.allowed:
+                return 403, None  # RBAC: access denied
+            payload = b"" if body is None else json.dumps(body).encode()
+            resp = server.app.handle(Request(method, f"/api/key-value/{key}", {}, payload))
+            return resp.status, json.loads(resp.body) if resp.body else None
+
+        return call

@@ -1,0 +1,84 @@
+"""`python -m sandbox.emulator --state-dir DIR`: start the emulated mesh of one sandbox and run until SIGTERM.
+
+Start-up: serving certificate, watch streams, webhooks on 127.0.0.1, the ConfigMap
+`kube-public/meshid-sandbox-emulator` (url + caBundle, which the charts look up), the data plane, then
+`<state_dir>/emulator.ready`. Afterwards one tick of the status writers every `tick_s` of emulator.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+
+from kubernetes import config as kube_config
+
+from sandbox.emulator import certs, hooks, store, webhooks
+from sandbox.emulator.config import CONFIG_FILE, ConfigSource
+from sandbox.emulator.dataplane import DataPlane
+from sandbox.emulator.kubeapi import Writer
+from sandbox.emulator.status import Reconciler
+
+PUBLISHED = ("kube-public", "meshid-sandbox-emulator")
+SYNC_TIMEOUT_S = 30
+log = logging.getLogger("emulator")
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def run(state_dir: Path, stop: threading.Event) -> None:
+    """Run the emulator for the sandbox in `state_dir` until `stop` is set."""
+    config = ConfigSource(state_dir / CONFIG_FILE)
+    api = kube_config.new_client_from_config(config_file=str(state_dir / "kubeconfig.yaml"))
+    writer = Writer(api)
+    serving = certs.issue(state_dir / "emulator")
+    mirror = store.Store(api)
+    mirror.start()
+    if not mirror.wait_synced(SYNC_TIMEOUT_S):
+        raise RuntimeError(f"the API server did not answer the first lists within {SYNC_TIMEOUT_S} s")
+    url = webhooks.serve(webhooks.Admission(mirror, config, api), serving)
+    writer.put_config_map(*PUBLISHED, {"url": url, "caBundle": base64.b64encode(serving.ca_pem).decode()})
+    reconciler = Reconciler(mirror, writer, config)
+    dataplane = DataPlane(mirror, writer, config, reconciler.converger)
+    mirror.subscribe(store.PODS, dataplane.on_pod)
+    mirror.subscribe(store.PODS, reconciler.on_pod)
+    mirror.subscribe(store.JOBS, lambda event, job: _hook(api, event, job))
+    for pod in mirror.list(store.PODS):
+        dataplane.on_pod("ADDED", pod)
+        reconciler.on_pod("ADDED", pod)
+    _write_atomically(state_dir / "emulator.ready", url + "\n")
+    log.info("ready: webhooks at %s, tick %.2f s", url, config.current.tick_s)
+    try:
+        while not stop.is_set():
+            reconciler.tick(time.monotonic())
+            stop.wait(config.current.tick_s)
+    finally:
+        dataplane.stop()
+        mirror.stop()
+
+
+def _hook(api, event: str, job: dict) -> None:  # noqa: ANN001 - ApiClient
+    if event == "ADDED" and (job["metadata"].get("annotations") or {}).get("helm.sh/hook"):
+        done = hooks.run(api, job)
+        if done:
+            log.info(done)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the emulator process."""
+    parser = argparse.ArgumentParser(prog="python -m sandbox.emulator", description=__doc__)
+    parser.add_argument("--state-dir", type=Path, required=True, help="the sandbox's state folder")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    run(args.state_dir, stop)
