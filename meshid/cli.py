@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -86,6 +87,8 @@ def run_params(args: argparse.Namespace) -> dict:
                     "cleanup": args.cleanup, "registration": args.registration}
     if args.mtp_match or args.mtp_value:
         params["permission"] = {k: v for k, v in (("type", args.mtp_match), ("value", args.mtp_value)) if v}
+    if args.identity_path:
+        params["identity_path"] = args.identity_path
     if args.spire_trust_domain:
         params["spire_trust_domain"] = args.spire_trust_domain
     if args.chart_mirror:
@@ -94,9 +97,12 @@ def run_params(args: argparse.Namespace) -> dict:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from meshid.kube import load_kubeconfig
     from meshid.models import parse_params
 
     params = parse_params(run_params(args))  # bad input stops here, before anything touches a cluster
+    if params.target.kubeconfig:
+        load_kubeconfig(params.target.kubeconfig, params.target.context)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from flows.guide import guide
 
@@ -114,6 +120,52 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_OK if state.is_completed() and report["outcome"] == "passed" else EXIT_FAILED
 
 
+def _check(args: argparse.Namespace) -> int:
+    from meshid import checks, health
+    from meshid.kube import Cluster
+    from meshid.models import parse_params
+
+    if args.list:
+        print(checks.doc())
+        return EXIT_OK
+    if not args.kubeconfig:
+        raise SystemExit("meshid check: --kubeconfig is required (or --list)")
+    target = {"name": "check", "provider": "context", "kubeconfig": args.kubeconfig}
+    if args.context:
+        target["context"] = args.context
+    params = parse_params({"target": target, "trust_domain": args.trust_domain or "default.default.mesh.local"})
+    cluster = Cluster(Path(args.kubeconfig), args.context)  # unknown context / unreadable file: InputError
+    groups = health.run_checks(cluster, params)
+    results = [r for _, group in groups for r in group]
+    blocking = [r for r in results if r.blocking]
+    if args.output == "json":
+        print(json.dumps({"outcome": "failed" if blocking else "passed",
+                          "checks": [{"group": g, **r.model_dump(mode="json")} for g, rs in groups for r in rs]},
+                         indent=2))
+    else:
+        for group, rs in groups:
+            print(group)
+            print("-" * len(group))
+            for r in rs:
+                mark = "√" if not r.failed else ("‼" if not r.blocking else "×")
+                print(f"{mark} {r.code} {r.message}")
+                if r.failed and r.hint:
+                    print(f"    hint: {r.hint}")
+            print()
+        print(f"Status check results are {'×' if blocking else '√'}")
+    return EXIT_FAILED if blocking else EXIT_OK
+
+
+def _add_check(sub: argparse._SubParsersAction) -> None:
+    check = sub.add_parser("check", help="read-only health checks of Kong Mesh + SPIRE identity on a cluster")
+    check.add_argument("--kubeconfig", help="kubeconfig of the cluster")
+    check.add_argument("--context", help="kubeconfig context (default: the current one)")
+    check.add_argument("--trust-domain", help="expected trust domain (default default.default.mesh.local)")
+    check.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    check.add_argument("--list", action="store_true", help="print the check catalogue (codes, severities, hints)")
+    check.set_defaults(func=_check)
+
+
 def _add_run(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser("run", help="run the guide on one cluster as a Prefect flow")
     run.add_argument("--provider", choices=["sandbox", "minikube", "kind", "context"],
@@ -123,6 +175,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--kubeconfig", help="kubeconfig of an existing cluster (provider context)")
     run.add_argument("--context", help="kubeconfig context (provider context)")
     run.add_argument("--trust-domain", help="SPIFFE trust domain (default default.default.mesh.local)")
+    run.add_argument("--identity-path", help="MeshIdentity spiffeID.path template "
+                     "(default /ns/{{ .Namespace }}/sa/{{ .ServiceAccount }})")
     run.add_argument("--spire-trust-domain", help="SPIRE's trust domain when it must differ (models a mismatch)")
     run.add_argument("--mtp-match", choices=["Prefix", "Exact"], help="MeshTrafficPermission match type")
     run.add_argument("--mtp-value", help="SPIFFE ID (prefix) to allow (default spiffe://<td>/ns/<demo ns>)")
@@ -164,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meshid", description="Prove Kong Mesh workload identity issued by SPIRE works.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run(sub)
+    _add_check(sub)
     _add_sandbox(sub)
     return parser
 
@@ -173,6 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from meshid.errors import InputError
     from sandbox.errors import SandboxError, StartFailed
 
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `meshid ... | head` ends quietly
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:

@@ -20,6 +20,7 @@ DEMO_IMAGE = (
 )
 OTEL_ENDPOINT = "http://opentelemetry-collector.mesh-observability:4317"
 DEMO_PORT = 5050
+CLUSTER_SPIFFE_ID = "spire-registration"  # the guide's ClusterSPIFFEID
 SPIRE_INJECTION_ENV = "KUMA_RUNTIME_KUBERNETES_INJECTOR_SPIRE_ENABLED"
 
 
@@ -134,7 +135,7 @@ def cluster_spiffe_id(params: GuideParams) -> Manifest:
     return {
         "apiVersion": "spire.spiffe.io/v1alpha1",
         "kind": "ClusterSPIFFEID",
-        "metadata": {"name": "spire-registration"},
+        "metadata": {"name": CLUSTER_SPIFFE_ID},
         "spec": spec,
     }
 

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from meshid.errors import WaitTimeout
 from meshid.conditions import condition, conditions_text, is_true, named
+from meshid.errors import WaitTimeout
+from meshid.identity import services_disabled, settled
 from meshid.manifests import MESH, mesh_identity
 from meshid.stages.context import RunContext
 from meshid.stages.output import StageOutput
 
 API = "kuma.io/v1alpha1"
-
-
-def _settled(obj: dict) -> tuple[bool, str]:
-    deps = condition(obj, "DependenciesReady")
-    disabled = deps is not None and deps.get("status") == "False" and deps.get("reason") == "MeshServicesDisabled"
-    return is_true(obj, "Ready") or disabled, conditions_text(obj)
 
 
 def run(ctx: RunContext, out: StageOutput) -> None:
@@ -26,15 +21,15 @@ def run(ctx: RunContext, out: StageOutput) -> None:
     identity = ctx.apply(mesh_identity(p), out)
     name, ns = identity["metadata"]["name"], identity["metadata"]["namespace"]
     try:
-        obj = ctx.cluster.wait(f"MeshIdentity {ns}/{name} Ready=True", API, "MeshIdentity", named(name, _settled),
+        obj = ctx.cluster.wait(f"MeshIdentity {ns}/{name} Ready=True", API, "MeshIdentity", named(name, settled),
                                p.timeouts.wait_s, namespace=ns, field_selector=f"metadata.name={name}")[0]
     except WaitTimeout as exc:
         out.check("MID040", False, str(exc))
         return
     text = conditions_text(obj)
     out.touch("MeshIdentity", ns, name, "observed", text)
+    disabled = services_disabled(obj)
     deps = condition(obj, "DependenciesReady") or {}
-    disabled = deps.get("status") == "False" and deps.get("reason") == "MeshServicesDisabled"
     out.check("MID041", not disabled, f"DependenciesReady=False (MeshServicesDisabled): {deps.get('message', '')}"
               if disabled else "mesh services enabled")
     out.check("MID040", is_true(obj, "Ready"), f"MeshIdentity {ns}/{name}: {text}")

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from meshid.conditions import has_volume, live
-from meshid.models import DEMO_SERVICE_ACCOUNT
-from meshid.spiffe import render_path
+from meshid.identity import lists_identity, workload_id
 from meshid.stages.context import RunContext
 from meshid.stages.output import StageOutput
 from meshid.stages.waits import checked_wait
@@ -36,14 +35,8 @@ def run(ctx: RunContext, out: StageOutput) -> None:
               f"pods without {SOCKET_VOLUME}: {', '.join(missing)}" if missing else
               f"{len(live(pods))} restarted pods carry {SOCKET_VOLUME}")
 
-    expected = {"type": "SpiffeID",
-                "value": f"spiffe://{p.trust_domain}{render_path(p.identity_path, ns, DEMO_SERVICE_ACCOUNT, p.trust_domain)}"}
-
-    def listed(services: list[dict]) -> tuple[bool, str]:
-        svc = next((s for s in services if s["metadata"]["name"] == IDENTITY_SERVICE), None)
-        identities = (svc or {}).get("spec", {}).get("identities", []) or []
-        return expected in identities, f"MeshService {IDENTITY_SERVICE} identities: {identities or 'none'}"
-
+    expected = workload_id(p)
     checked_wait(out, "MID051", lambda: ctx.cluster.wait(
-        f"MeshService {ns}/{IDENTITY_SERVICE} listing {expected['value']}", "kuma.io/v1alpha1", "MeshService",
-        listed, p.timeouts.wait_s, namespace=ns), lambda _: f"MeshService {IDENTITY_SERVICE} lists {expected['value']}")
+        f"MeshService {ns}/{IDENTITY_SERVICE} listing {expected}", "kuma.io/v1alpha1", "MeshService",
+        lambda services: lists_identity(services, IDENTITY_SERVICE, expected), p.timeouts.wait_s, namespace=ns),
+        lambda _: f"MeshService {IDENTITY_SERVICE} lists {expected}")

@@ -1,0 +1,109 @@
+"""`meshid check`: read-only health checks of Kong Mesh + SPIRE identity on an existing cluster.
+
+Each check is a catalogue code with a severity and a hint, like `linkerd check`. Nothing is changed, except that the
+behaviour check reads the demo's counter (`GET /api/counter`) through a port-forward, as the guide's curl does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from meshid import checks, identity, registration
+from meshid.conditions import conditions_text, daemonset_ready, has_volume, is_true, live, pods_ready
+from meshid.errors import ExternalCallError
+from meshid.kube import Cluster
+from meshid.manifests import MESH, SPIRE_INJECTION_ENV, traffic_permission
+from meshid.models import GuideParams
+from meshid.probes import body_json, counter_probe, denied
+from meshid.results import CheckResult
+from meshid.stages.enable_injection import CONTROL_PLANE
+from meshid.stages.install_kong_mesh import CONTROL_PLANE_SELECTOR
+from meshid.stages.install_spire import CSI_DRIVER, NODE_DAEMONSETS, SERVER_POD
+from meshid.stages.restart_workloads import DEPLOYMENTS, IDENTITY_SERVICE, SOCKET_VOLUME
+
+KUMA = "kuma.io/v1alpha1"
+Check = Callable[[Cluster, GuideParams], list[CheckResult]]
+
+
+def _control_plane(cluster: Cluster, p: GuideParams) -> list[CheckResult]:
+    ns = p.namespaces.control_plane
+    pods, _ = cluster.list("v1", "Pod", ns, label_selector=CONTROL_PLANE_SELECTOR)
+    ok, seen = pods_ready()(pods)
+    dep = cluster.get("apps/v1", "Deployment", CONTROL_PLANE, ns) or {}
+    env = {e["name"]: e.get("value") for c in dep.get("spec", {}).get("template", {}).get("spec", {}).get(
+        "containers", []) for e in c.get("env", [])}
+    mesh = cluster.get(KUMA, "Mesh", MESH) or {}
+    mode = mesh.get("spec", {}).get("meshServices", {}).get("mode", "unset")
+    return [checks.result("MID010", ok, f"control plane in {ns}: {seen}"),
+            checks.result("MID022", env.get(SPIRE_INJECTION_ENV) == "true",
+                          f"{SPIRE_INJECTION_ENV}={env.get(SPIRE_INJECTION_ENV)}"),
+            checks.result("MID012", mode == "Exclusive", f"Mesh {MESH} meshServices.mode is {mode}")]
+
+
+def _spire(cluster: Cluster, p: GuideParams) -> list[CheckResult]:
+    ns = p.namespaces.spire
+    server = cluster.get("v1", "Pod", SERVER_POD, ns)
+    ok, seen = pods_ready()([server] if server else [])
+    results = [checks.result("MID020", ok, f"{SERVER_POD}: {seen}")]
+    for name in NODE_DAEMONSETS:
+        ds = cluster.get("apps/v1", "DaemonSet", name, ns)
+        ready, seen = daemonset_ready(ds) if ds else (False, "missing")
+        results.append(checks.result("MID021", ready, f"daemonset {name}: {seen}"))
+    driver = cluster.get("storage.k8s.io/v1", "CSIDriver", CSI_DRIVER)
+    results.append(checks.result("MID021", driver is not None, f"CSIDriver {CSI_DRIVER} "
+                                 + ("present" if driver else "missing")))
+    crs, _ = cluster.list("spire.spiffe.io/v1alpha1", "ClusterSPIFFEID")
+    ok, seen = registration.reconciled(crs, p)
+    ignored = registration.ignored_guide_cr(crs, p)
+    return results + [checks.result("MID030", ok, seen),
+                      checks.result("MID031", ignored is None, ignored or "no ignored ClusterSPIFFEID")]
+
+
+def _identity(cluster: Cluster, p: GuideParams) -> list[CheckResult]:
+    identities, _ = cluster.list(KUMA, "MeshIdentity", p.namespaces.control_plane)
+    if not identities:
+        return [checks.result("MID040", False, f"no MeshIdentity in {p.namespaces.control_plane}")]
+    results = []
+    for obj in identities:
+        name = obj["metadata"]["name"]
+        results.append(checks.result("MID041", not identity.services_disabled(obj), f"MeshIdentity {name}: "
+                                     + conditions_text(obj)))
+        results.append(checks.result("MID040", is_true(obj, "Ready"), f"MeshIdentity {name}: " + conditions_text(obj)))
+    pods, _ = cluster.list("v1", "Pod", p.namespaces.demo, label_selector=f"app in ({','.join(DEPLOYMENTS)})")
+    missing = [q["metadata"]["name"] for q in live(pods) if not has_volume(q, SOCKET_VOLUME)]
+    results.append(checks.result("MID050", bool(pods) and not missing, f"pods without {SOCKET_VOLUME}: "
+                                 f"{', '.join(missing)}" if missing else f"demo pods carry {SOCKET_VOLUME}"))
+    services, _ = cluster.list(KUMA, "MeshService", p.namespaces.demo)
+    ok, seen = identity.lists_identity(services, IDENTITY_SERVICE, identity.workload_id(p))
+    return results + [checks.result("MID051", ok, seen)]
+
+
+def _behaviour(cluster: Cluster, p: GuideParams) -> list[CheckResult]:
+    mtp = traffic_permission(p)["metadata"]
+    permitted = cluster.get(KUMA, "MeshTrafficPermission", mtp["name"], mtp["namespace"]) is not None
+    with counter_probe(cluster, p.namespaces.demo, timeout_s=p.timeouts.http_s) as probe:
+        answer = probe.call("GET")
+    seen = f"GET /api/counter: HTTP {answer.status} {answer.body[:160]}" if answer.status else f"no answer: {answer.error}"
+    if permitted:
+        served = answer.status == 200 and body_json(answer).get("zone") == ""  # GET reads; counter may be 0
+        return [checks.result("MID061", served, f"with MeshTrafficPermission {mtp['name']}: {seen}")]
+    return [checks.result("MID060", denied(answer), f"without MeshTrafficPermission {mtp['name']}: {seen}")]
+
+
+SUITE: tuple[tuple[str, Check], ...] = (
+    ("kong mesh control plane", _control_plane),
+    ("spire", _spire),
+    ("identity", _identity),
+    ("behaviour", _behaviour),
+)
+
+
+def run_checks(cluster: Cluster, params: GuideParams) -> list[tuple[str, list[CheckResult]]]:
+    """Every group of checks; a group the cluster cannot answer becomes one failed check saying why."""
+    out = []
+    for group, check in SUITE:
+        try:
+            out.append((group, check(cluster, params)))
+        except ExternalCallError as exc:
+            out.append((group, [checks.result("MID002", False, f"{group}: {exc}")]))
+    return out

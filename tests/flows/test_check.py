@@ -1,0 +1,40 @@
+"""`meshid check` on a cluster the guide configured: passes, then names what breaks when identity is removed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+
+from flows.guide import guide
+from meshid.kube import Cluster
+from meshid.models import parse_params
+from sandbox import lifecycle
+
+
+def _check(kubeconfig) -> tuple[int, dict]:
+    done = subprocess.run([sys.executable, "-m", "meshid.cli", "check", "--kubeconfig", str(kubeconfig), "-o", "json"],
+                          capture_output=True, text=True, timeout=120)
+    return done.returncode, json.loads(done.stdout)
+
+
+def test_check_passes_on_a_configured_cluster_and_fails_with_a_hint_when_identity_is_removed():
+    info = lifecycle.up(f"check-{uuid.uuid4().hex[:4]}", tick_s=0.5)
+    try:
+        params = parse_params({"target": {"name": "kept", "provider": "context", "kubeconfig": str(info.kubeconfig)},
+                               "charts": {"mirror": info.chart_repo_url}, "cleanup": "never"})
+        assert guide(params=params, return_state=True).is_completed()
+        code, report = _check(info.kubeconfig)
+        failed = [c for c in report["checks"] if c["outcome"] == "failed" and c["severity"] == "fail"]
+        assert code == 0 and report["outcome"] == "passed", failed
+        codes = {c["code"] for c in report["checks"]}
+        assert {"MID010", "MID020", "MID022", "MID030", "MID040", "MID050", "MID051", "MID061"} <= codes
+
+        Cluster(info.kubeconfig).delete("kuma.io/v1alpha1", "MeshIdentity", "identity-spire", "kong-mesh-system")
+        code, report = _check(info.kubeconfig)
+        mid040 = [c for c in report["checks"] if c["code"] == "MID040"]
+        assert code == 1 and report["outcome"] == "failed"
+        assert mid040[0]["outcome"] == "failed" and mid040[0]["hint"]
+    finally:
+        lifecycle.down(info.name)
