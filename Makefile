@@ -24,10 +24,9 @@ sandbox-build:
 test: install sandbox-build
 	$(NETNS) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The guide as a Prefect flow on a throwaway sandbox (the sandbox starts and stops inside the run).
 demo: install sandbox-build
-	$(NETNS) $(BIN)/meshid sandbox up --name demo --nodes 2 && \
-	  kubectl --kubeconfig "$$($(BIN)/meshid sandbox kubeconfig --name demo)" get nodes -o wide; \
-	  $(BIN)/meshid sandbox down --name demo
+	$(NETNS) $(BIN)/meshid run --target-name demo --json-report runs/demo-report.json --junit runs/demo-junit.xml
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache runs

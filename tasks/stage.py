@@ -66,7 +66,7 @@ def stage_task(name: str, body: StageBody) -> Task:
     """A Prefect task that runs stage `name` with `body` against a RunContext."""
 
     @task(name=name, retries=RETRIES, retry_delay_seconds=RETRY_DELAYS_S, retry_condition_fn=retry_transient,
-          cache_policy=NO_CACHE, tags=["meshid", f"stage:{name}"])
+          cache_policy=NO_CACHE)  # no tags: each tag costs a concurrency-limit lookup per task run
     def run(ctx: RunContext) -> StageResult:
         attempt = current_task_run.run_count or 1
         started = ctx.stage_started.setdefault(name, datetime.now(UTC))

@@ -1,0 +1,106 @@
+"""Benchmark: the meshid pipeline against the guide's own commands (sandbox/guide.sh), same emulator timings.
+
+Each round runs both on fresh sandboxes, alternating which goes first; the last line is the median ratio
+pipeline / shell as `ratio=<x>` (target: 0.8 or less).
+
+Run it inside a private network namespace:
+    unshare -n sh -c 'ip link set lo up; exec .venv/bin/python bench/guide_vs_shell.py --rounds 3'
+
+The pipeline talks to one `prefect server start` shared by all rounds, as scheduled and UI runs do; Prefect's
+one-off server start-up is measured and printed once, separately (`--ephemeral` runs each pipeline with its own
+temporary server instead, as a bare `meshid run` does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+MESHID = str(ROOT / ".venv" / "bin" / "meshid")
+RUN_TIMEOUT_S = 900
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def prefect_server(home: Path):
+    """A `prefect server start` on 127.0.0.1; yields the environment that points at it."""
+    port = _free_port()
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_API_URL": f"http://127.0.0.1:{port}/api", "PREFECT_UI_ENABLED": "false"}
+    started = time.monotonic()
+    proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "prefect"), "server", "start", "--host", "127.0.0.1",
+                             "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        else:
+            raise SystemExit("prefect server did not answer /api/health within 120 s")
+        print(f"prefect server start-up (once): {time.monotonic() - started:.1f}s", flush=True)
+        yield env
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _timed(argv: list[str], env: dict[str, str], log: Path) -> float:
+    started = time.monotonic()
+    with log.open("w") as out:
+        done = subprocess.run(argv, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=RUN_TIMEOUT_S)
+    elapsed = time.monotonic() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{argv[0]} failed (exit {done.returncode}); see {log}")
+    return elapsed
+
+
+def main() -> None:
+    """Run the rounds and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of one pipeline run and one shell run (>= 3)")
+    parser.add_argument("--tick", type=float, default=1.0, help="emulator status tick for both, seconds")
+    parser.add_argument("--ephemeral", action="store_true", help="each pipeline run starts its own Prefect server")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="meshid-bench-"))
+    base = {**os.environ, "MESHID_SANDBOX_TICK_S": str(args.tick), "SANDBOX_TICK": str(args.tick),
+            "MESHID_RUNS_DIR": str(work / "runs"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    with (prefect_server(work / "prefect") if not args.ephemeral else _no_server(base)) as env:
+        env = {**base, **env}
+        pipeline, shell = [], []
+        for i in range(args.rounds):
+            runs = [("pipeline", [MESHID, "run", "--target-name", f"bench-{i}"], pipeline),
+                    ("shell", ["bash", str(ROOT / "sandbox" / "guide.sh")], shell)]
+            for label, argv, times in (runs if i % 2 == 0 else runs[::-1]):
+                times.append(_timed(argv, env, work / f"{label}-{i}.log"))
+                print(f"round {i + 1} {label}: {times[-1]:.1f}s", flush=True)
+    med_p, med_s = statistics.median(pipeline), statistics.median(shell)
+    print(f"median pipeline {med_p:.1f}s, median shell {med_s:.1f}s over {args.rounds} rounds (logs in {work})")
+    print(f"ratio={med_p / med_s:.2f}")
+
+
+@contextmanager
+def _no_server(env: dict[str, str]):
+    yield {}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
