@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, \
-    update_progress_artifact
+from prefect.artifacts import (create_markdown_artifact, create_progress_artifact, create_table_artifact,
+                               update_progress_artifact)
 from prefect.futures import PrefectFuture
 from prefect.states import Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -21,26 +21,18 @@ from meshid.settings import load_settings
 from meshid.stages import DEPENDS, FINALLY, STAGES
 from meshid.stages.context import RunContext
 from meshid.stages.runner import describe
-from tasks.stage import StageFailed, artifact_key
 from tasks import (apply_demo, apply_mesh_identity, apply_permission, cleanup, cluster_start,
                    connectivity_after_permission, connectivity_before_permission, enable_injection,
                    install_kong_mesh, install_spire, preflight, register_spiffe_ids, restart_workloads)
+from tasks.stage import StageFailed, artifact_key
 
-TASKS = {
-    "preflight": preflight.preflight,
-    "cluster-start": cluster_start.cluster_start,
-    "install-kong-mesh": install_kong_mesh.install_kong_mesh,
-    "apply-demo": apply_demo.apply_demo,
-    "install-spire": install_spire.install_spire,
-    "enable-injection": enable_injection.enable_injection,
-    "register-spiffe-ids": register_spiffe_ids.register_spiffe_ids,
-    "apply-mesh-identity": apply_mesh_identity.apply_mesh_identity,
-    "restart-workloads": restart_workloads.restart_workloads,
-    "connectivity-before-permission": connectivity_before_permission.connectivity_before_permission,
-    "apply-permission": apply_permission.apply_permission,
-    "connectivity-after-permission": connectivity_after_permission.connectivity_after_permission,
-    "cleanup": cleanup.cleanup,
-}
+TASKS = {task.name: task for task in (
+    preflight.preflight, cluster_start.cluster_start, install_kong_mesh.install_kong_mesh, apply_demo.apply_demo,
+    install_spire.install_spire, enable_injection.enable_injection, register_spiffe_ids.register_spiffe_ids,
+    apply_mesh_identity.apply_mesh_identity, restart_workloads.restart_workloads,
+    connectivity_before_permission.connectivity_before_permission, apply_permission.apply_permission,
+    connectivity_after_permission.connectivity_after_permission, cleanup.cleanup)}
+assert set(TASKS) == set(STAGES), "every stage has exactly one task"
 DIAGNOSTIC_KINDS = [("kuma.io/v1alpha1", "Mesh"), ("kuma.io/v1alpha1", "MeshIdentity"),
                     ("kuma.io/v1alpha1", "MeshTrafficPermission"), ("kuma.io/v1alpha1", "MeshService"),
                     ("spire.spiffe.io/v1alpha1", "ClusterSPIFFEID")]

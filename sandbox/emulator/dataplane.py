@@ -130,6 +130,7 @@ class DataPlane:
         self._servers: dict[str, PodServer] = {}
         self._lock = threading.Lock()
         self._round_robin = itertools.count()
+        self._decisions: dict[tuple[str, str], policy.Decision] = {}
 
     def on_pod(self, event: str, pod: Mapping) -> None:
         """Store listener: serve each scheduled demo pod, stop when it terminates."""
@@ -171,16 +172,22 @@ class DataPlane:
         self._writer.delete(PORT_FORWARDS, meta["namespace"], meta["name"])
         self._writer.create(PORT_FORWARDS, meta["namespace"], body)
 
-    def _endpoints(self, host: str, default_namespace: str) -> tuple[Mapping | None, list[PodServer]]:
-        """The Service a kv URL host names and the ready pod servers behind it."""
+    def _endpoints(self, host: str, default_namespace: str) -> list[PodServer]:
+        """The ready pod servers behind the Service a kv URL host names (<svc>[.<namespace>[.svc...]])."""
         parts = host.split(".")
-        namespace = parts[1] if len(parts) > 1 else default_namespace
-        service = self._store.get(st.SERVICES, namespace, parts[0])
+        service = self._store.get(st.SERVICES, parts[1] if len(parts) > 1 else default_namespace, parts[0])
         if service is None:
-            return None, []
+            return []
         with self._lock:
-            servers = [s for s in self._servers.values() if kuma.selects_pod(service, s.pod) and kuma.pod_ready(s.pod)]
-        return service, servers
+            return [s for s in self._servers.values() if kuma.selects_pod(service, s.pod) and kuma.pod_ready(s.pod)]
+
+    def _log_decision(self, client: Mapping, server: Mapping, decision: policy.Decision) -> None:
+        """Log a client/server pair's decision when it differs from the last one logged."""
+        pair = (client["metadata"]["uid"], server["metadata"]["uid"])
+        if self._decisions.get(pair) != decision:
+            self._decisions[pair] = decision
+            log.info("%s -> %s: %s (%s)", client["metadata"]["name"], server["metadata"]["name"],
+                     "allowed" if decision.allowed else "denied", decision.reason)
 
     def _kv_client(self, client_uid: str, kv_url: str) -> Callable[[str, str, dict | None], tuple[int, dict | None]]:
         host = urlsplit(kv_url).hostname or ""
@@ -190,15 +197,13 @@ class DataPlane:
                 client = self._servers.get(client_uid)
             if client is None:
                 raise KvUnreachable("the client pod is gone")
-            _, servers = self._endpoints(host, client.pod["metadata"]["namespace"])
+            servers = self._endpoints(host, client.pod["metadata"]["namespace"])
             if not servers:
                 raise KvUnreachable(f"no healthy upstream for {host}")
             server = servers[next(self._round_robin) % len(servers)]
             view = self._converger.published
             decision = policy.decide(view.proxy_of(client.pod), view.proxy_of(server.pod), view.permissions)
-            log.info("%s -> %s %s /api/key-value/%s: %s (%s)", client.pod["metadata"]["name"],
-                     server.pod["metadata"]["name"], method, key, "allowed" if decision.allowed else "denied",
-                     decision.reason)
+            self._log_decision(client.pod, server.pod, decision)
             if not decision.allowed:
                 return 403, None  # RBAC: access denied
             payload = b"" if body is None else json.dumps(body).encode()

@@ -42,11 +42,11 @@ class View:
         return Proxy(name=pod["metadata"]["name"], namespace=pod["metadata"]["namespace"], mode=mode)
 
 
-def _identity_id(store: st.Store, pod: Mapping, mesh: str, labels: Mapping[str, str], world: Identities) -> \
+def _identity_id(store: st.Store, pod: Mapping, mesh: str, labels: Mapping[str, str], known: Identities) -> \
         tuple[Mode, str] | None:
     """(mode, SPIFFE ID) when a Ready MeshIdentity applies to the pod; None when the proxy keeps legacy mTLS."""
     mid = kuma.matching_identity(store.list(st.MESH_IDENTITIES), mesh, labels)
-    if mid is None or st.key_of(mid) not in world.ready:
+    if mid is None or st.key_of(mid) not in known.ready:
         return None
     provider = ((mid.get("spec") or {}).get("provider") or {}).get("type")
     if provider == "Spire" and not kuma.has_spire_socket(pod):
@@ -55,12 +55,12 @@ def _identity_id(store: st.Store, pod: Mapping, mesh: str, labels: Mapping[str, 
         rendered = kuma.rendered_spiffe_id(mid, mesh, labels)
     except TemplateError:
         return Mode.PENDING, ""
-    if provider == "Bundled" or rendered in world.issued.get(pod["metadata"].get("uid", ""), set()):
+    if provider == "Bundled" or rendered in known.issued.get(pod["metadata"].get("uid", ""), set()):
         return Mode.IDENTITY, rendered
     return Mode.PENDING, rendered
 
 
-def proxy(store: st.Store, pod: Mapping, world: Identities) -> Proxy:
+def proxy(store: st.Store, pod: Mapping, known: Identities) -> Proxy:
     """The proxy of one pod as the control plane configures it now."""
     meta = pod["metadata"]
     base = {"name": meta["name"], "namespace": meta["namespace"]}
@@ -76,7 +76,7 @@ def proxy(store: st.Store, pod: Mapping, world: Identities) -> Proxy:
               "services": frozenset(s["metadata"]["name"] for s in services)}
     if mesh is None:
         return Proxy(mode=Mode.PENDING, **common)
-    identity = _identity_id(store, pod, mesh_name, labels, world)
+    identity = _identity_id(store, pod, mesh_name, labels, known)
     if identity is not None:
         mode, spiffe_id = identity
         return Proxy(mode=mode, spiffe_ids=(spiffe_id,) if mode is Mode.IDENTITY else (), **common)
@@ -86,9 +86,9 @@ def proxy(store: st.Store, pod: Mapping, world: Identities) -> Proxy:
     return Proxy(mode=Mode.PLAINTEXT, **common)
 
 
-def build(store: st.Store, system_namespace: str, world: Identities) -> View:
+def build(store: st.Store, system_namespace: str, known: Identities) -> View:
     """The view of every running pod and every MeshTrafficPermission."""
-    proxies = {p["metadata"]["uid"]: proxy(store, p, world) for p in store.list(st.PODS)
+    proxies = {p["metadata"]["uid"]: proxy(store, p, known) for p in store.list(st.PODS)
                if not p["metadata"].get("deletionTimestamp") and p["spec"].get("nodeName")}
     permissions = tuple(Permission.parse(m, system_namespace) for m in store.list(st.MESH_TRAFFIC_PERMISSIONS))
     return View(proxies=proxies, permissions=permissions)
