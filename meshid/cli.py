@@ -74,6 +74,13 @@ def _sandbox_faults(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def prefect_defaults() -> None:
+    """Prefect settings meshid needs unless the user set them: no analytics, and an ephemeral server that may take
+    longer than Prefect's 20 s to start on a busy 2-core machine."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+
 def run_params(args: argparse.Namespace) -> dict:
     """The run parameters the `run` flags give (validated later by `meshid.models.parse_params`)."""
     from meshid.settings import load_settings
@@ -103,7 +110,7 @@ def _run(args: argparse.Namespace) -> int:
     params = parse_params(run_params(args))  # bad input stops here, before anything touches a cluster
     if params.target.kubeconfig:
         load_kubeconfig(params.target.kubeconfig, params.target.context)
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    prefect_defaults()
     from flows.guide import guide
 
     json_path = args.json_report or str(Path(tempfile.mkdtemp(prefix="meshid-")) / "report.json")
@@ -213,12 +220,47 @@ def _add_sandbox(sub: argparse._SubParsersAction) -> None:
     faults.set_defaults(func=_sandbox_faults)
 
 
+def _fleet(args: argparse.Namespace) -> int:
+    from meshid.fleet import RolloutState, check_kubeconfigs, load_fleet_file
+    from meshid.settings import load_settings
+
+    spec = load_fleet_file(args.fleet_file, args.mode)  # bad input stops here, before anything touches a cluster
+    check_kubeconfigs(spec)
+    if spec.resume_from:
+        RolloutState.load(load_settings().runs_dir, spec.resume_from)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from flows.fleet import fleet
+
+    json_path = args.json_report or str(Path(tempfile.mkdtemp(prefix="meshid-fleet-")) / "fleet.json")
+    state = fleet(spec=spec, json_report=json_path, junit_report=args.junit, return_state=True)
+    if not Path(json_path).is_file():
+        print(f"meshid: the fleet run crashed before it wrote a report: {state.message}", file=sys.stderr)
+        return EXIT_FAILED
+    report = json.loads(Path(json_path).read_text())
+    print(f"{'TARGET':<20} {'TRUST DOMAIN':<32} {'OUTCOME':<8} {'SECONDS':>8}  {'FAILED STAGE':<32} CODES")
+    for r in report["results"]:
+        print(f"{r['target']:<20} {r['trust_domain']:<32} {r['outcome']:<8} {r['duration_s']:>8.1f}  "
+              f"{r['failed_stage'] or '':<32} {','.join(r['codes'])}")
+    print(f"fleet {report['mode']} {report['outcome']}" + (f", halted: {report['halted']}" if report["halted"] else ""))
+    return EXIT_OK if state.is_completed() and report["outcome"] == "passed" else EXIT_FAILED
+
+
+def _add_fleet(sub: argparse._SubParsersAction) -> None:
+    fleet = sub.add_parser("fleet", help="run the guide over clusters x trust domains: validate, rollout or plan")
+    fleet.add_argument("--fleet-file", required=True, help="YAML fleet file (mode, targets, trust_domains, ...)")
+    fleet.add_argument("--mode", choices=["validate", "rollout", "plan"], help="override the file's mode")
+    fleet.add_argument("--json-report", help="write the fleet's JSON report here")
+    fleet.add_argument("--junit", help="write JUnit XML (one testsuite per target x trust domain) here")
+    fleet.set_defaults(func=_fleet)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every meshid command."""
     parser = argparse.ArgumentParser(prog="meshid", description="Prove Kong Mesh workload identity issued by SPIRE works.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run(sub)
     _add_check(sub)
+    _add_fleet(sub)
     _add_sandbox(sub)
     return parser
 

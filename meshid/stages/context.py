@@ -97,15 +97,18 @@ class RunContext:
         return applied
 
     def install(self, source: ChartSource, release: str, namespace: str, values: list[str], out: StageOutput,
-                reuse_values: bool = False) -> Release:
-        """`helm upgrade --install` a pinned chart, recording the release (and its earlier revision) first."""
+                reuse_values: bool = False, wait: bool = False) -> Release:
+        """`helm upgrade --install` a pinned chart, recording the release (and its earlier revision) first.
+
+        Without `wait`, helm returns once the objects are created and the stage watches for the readiness it needs.
+        """
         if self.cluster.get("v1", "Namespace", namespace) is None:  # helm --create-namespace makes it: undo knows
             self.ledger.record(AppliedObject("v1", "Namespace", namespace, None, True))
         before = self.helm.status(release, namespace)
         self.ledger.record(AppliedRelease(release, namespace, before.revision if before else None))
         installed = self.helm.upgrade_install(
             release, source.chart, namespace, repo=self.chart_repo(source), version=source.version, values=values,
-            timeout_s=self.params.timeouts.helm_s, reuse_values=reuse_values)
+            timeout_s=self.params.timeouts.helm_s, reuse_values=reuse_values, wait=wait)
         out.touch("HelmRelease", namespace, release, "upgraded" if before else "installed",
                   f"{installed.chart} revision {installed.revision}: {installed.status}")
         with self._lock:

@@ -18,7 +18,7 @@ def run(ctx: RunContext, out: StageOutput) -> None:
     """Install spire-crds and spire; the server, the agents and the CSI driver must be ready."""
     p = ctx.params
     ns = p.namespaces.spire
-    ctx.install(p.charts.spire_crds, CRDS_RELEASE, ns, [], out)
+    ctx.install(p.charts.spire_crds, CRDS_RELEASE, ns, [], out, wait=True)  # CRDs established before spire uses them
     ctx.install(p.charts.spire, p.namespaces.spire_release, ns, spire_values(p), out)
     wait_s = p.timeouts.wait_s
     checked_wait(out, "MID020", lambda: ctx.cluster.wait(
