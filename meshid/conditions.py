@@ -65,3 +65,14 @@ def daemonset_ready(ds: Obj) -> tuple[bool, str]:
 def has_volume(pod: Obj, volume: str) -> bool:
     """Whether the pod spec has a volume of that name."""
     return any(v.get("name") == volume for v in pod.get("spec", {}).get("volumes", []) or [])
+
+
+def crds_established(group: str, count: int) -> Callable[[list[Obj]], tuple[bool, str]]:
+    """At least `count` CRDs of API group `group`, all Established."""
+
+    def check(crds: list[Obj]) -> tuple[bool, str]:
+        mine = [c for c in crds if c.get("spec", {}).get("group") == group]
+        done = [c["metadata"]["name"] for c in mine if is_true(c, "Established")]
+        return len(mine) >= count and len(done) == len(mine), f"{len(done)}/{len(mine)} {group} CRDs Established"
+
+    return check

@@ -16,7 +16,7 @@ from meshid.manifests import MESH, SPIRE_INJECTION_ENV, traffic_permission
 from meshid.models import GuideParams
 from meshid.probes import body_json, counter_probe, denied
 from meshid.results import CheckResult
-from meshid.stages.enable_injection import CONTROL_PLANE
+from meshid.stages.enable_injection import CONTROL_PLANE, injection_env
 from meshid.stages.install_kong_mesh import CONTROL_PLANE_SELECTOR
 from meshid.stages.install_spire import CSI_DRIVER, NODE_DAEMONSETS, SERVER_POD
 from meshid.stages.restart_workloads import DEPLOYMENTS, IDENTITY_SERVICE, SOCKET_VOLUME
@@ -29,14 +29,11 @@ def _control_plane(cluster: Cluster, p: GuideParams) -> list[CheckResult]:
     ns = p.namespaces.control_plane
     pods, _ = cluster.list("v1", "Pod", ns, label_selector=CONTROL_PLANE_SELECTOR)
     ok, seen = pods_ready()(pods)
-    dep = cluster.get("apps/v1", "Deployment", CONTROL_PLANE, ns) or {}
-    env = {e["name"]: e.get("value") for c in dep.get("spec", {}).get("template", {}).get("spec", {}).get(
-        "containers", []) for e in c.get("env", [])}
+    injection = injection_env(cluster.get("apps/v1", "Deployment", CONTROL_PLANE, ns) or {})
     mesh = cluster.get(KUMA, "Mesh", MESH) or {}
     mode = mesh.get("spec", {}).get("meshServices", {}).get("mode", "unset")
     return [checks.result("MID010", ok, f"control plane in {ns}: {seen}"),
-            checks.result("MID022", env.get(SPIRE_INJECTION_ENV) == "true",
-                          f"{SPIRE_INJECTION_ENV}={env.get(SPIRE_INJECTION_ENV)}"),
+            checks.result("MID022", injection == "true", f"{SPIRE_INJECTION_ENV}={injection}"),
             checks.result("MID012", mode == "Exclusive", f"Mesh {MESH} meshServices.mode is {mode}")]
 
 

@@ -1,7 +1,8 @@
-"""enable-injection: turn on SPIRE socket injection in the control plane, as a chart value so upgrades keep it.
+"""enable-injection: SPIRE socket injection on in the control plane, as a chart value so upgrades keep it.
 
-The guide uses `kubectl set env`, which the next `helm upgrade` silently drops; the chart value
-`kuma.controlPlane.envVars.<NAME>` gives the same env and survives upgrades.
+install-kong-mesh already installs the chart with this value, so the control plane rolls out once; this stage
+checks it is in force and upgrades the release only when it is not (an existing install, or a changed release).
+The guide uses `kubectl set env`, which with helm 3 the next `helm upgrade` silently drops.
 """
 
 from __future__ import annotations
@@ -15,15 +16,23 @@ from meshid.stages.waits import checked_wait
 CONTROL_PLANE = "kong-mesh-control-plane"
 
 
+def injection_env(deployment: dict) -> str | None:
+    """The control plane's value of the SPIRE injection env, or None."""
+    containers = deployment.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+    return next((e.get("value") for c in containers for e in c.get("env", []) if e["name"] == SPIRE_INJECTION_ENV),
+                None)
+
+
 def run(ctx: RunContext, out: StageOutput) -> None:
-    """Upgrade the release with the injection env, wait for the rollout, and check the env is in place."""
+    """Ensure the injection env, wait for the control plane's rollout, and check the env is in force."""
     p = ctx.params
     ns = p.namespaces.control_plane
-    ctx.install(p.charts.kong_mesh, RELEASE, ns, injection_env_values(p), out, reuse_values=True)
+    current = ctx.cluster.get("apps/v1", "Deployment", CONTROL_PLANE, ns) or {}
+    if injection_env(current) != "true":
+        ctx.install(p.charts.kong_mesh, RELEASE, ns, injection_env_values(p), out, reuse_values=True)
     dep = checked_wait(out, "MID022", lambda: ctx.cluster.wait_rollout(ns, CONTROL_PLANE, p.timeouts.wait_s),
                        lambda _: f"deployment {ns}/{CONTROL_PLANE} rolled out")
-    if dep is None:
-        return
-    env = {e["name"]: e.get("value") for c in dep["spec"]["template"]["spec"]["containers"] for e in c.get("env", [])}
-    out.check("MID022", env.get(SPIRE_INJECTION_ENV) == "true",
-              f"{SPIRE_INJECTION_ENV}={env.get(SPIRE_INJECTION_ENV)!s} in deployment {ns}/{CONTROL_PLANE}")
+    if dep is not None:
+        value = injection_env(dep)
+        out.touch("Deployment", ns, CONTROL_PLANE, "observed", f"{SPIRE_INJECTION_ENV}={value}")
+        out.check("MID022", value == "true", f"{SPIRE_INJECTION_ENV}={value} in deployment {ns}/{CONTROL_PLANE}")

@@ -1,8 +1,12 @@
-"""install-kong-mesh: helm upgrade --install the pinned Kong Mesh chart and wait for the control plane."""
+"""install-kong-mesh: helm upgrade --install the pinned Kong Mesh chart and wait for the control plane.
+
+The chart gets the SPIRE injection env from the start (see enable-injection), so the control plane rolls out once.
+"""
 
 from __future__ import annotations
 
 from meshid.conditions import pods_ready
+from meshid.manifests import injection_env_values
 from meshid.stages.context import RunContext
 from meshid.stages.output import StageOutput
 from meshid.stages.waits import checked_wait
@@ -15,7 +19,7 @@ def run(ctx: RunContext, out: StageOutput) -> None:
     """Install Kong Mesh; its control-plane pods must become Ready."""
     p = ctx.params
     ns = p.namespaces.control_plane
-    ctx.install(p.charts.kong_mesh, RELEASE, ns, [], out)
+    ctx.install(p.charts.kong_mesh, RELEASE, ns, injection_env_values(p), out)  # one control-plane rollout
     checked_wait(out, "MID010", lambda: ctx.cluster.wait(
         f"control-plane pods ({CONTROL_PLANE_SELECTOR}) Ready in {ns}", "v1", "Pod", pods_ready(), p.timeouts.wait_s,
         namespace=ns, label_selector=CONTROL_PLANE_SELECTOR),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from meshid.conditions import daemonset_ready, named, pods_ready
+from meshid.conditions import crds_established, daemonset_ready, named, pods_ready
 from meshid.manifests import spire_values
 from meshid.stages.context import RunContext
 from meshid.stages.output import StageOutput
@@ -12,15 +12,19 @@ CRDS_RELEASE = "spire-crds"
 SERVER_POD = "spire-server-0"
 NODE_DAEMONSETS = ("spire-agent", "spire-spiffe-csi-driver")
 CSI_DRIVER = "csi.spiffe.io"
+SPIRE_GROUP = "spire.spiffe.io"
+SPIRE_CRDS = 3  # ClusterSPIFFEID, ClusterStaticEntry, ClusterFederatedTrustDomain
 
 
 def run(ctx: RunContext, out: StageOutput) -> None:
     """Install spire-crds and spire; the server, the agents and the CSI driver must be ready."""
     p = ctx.params
     ns = p.namespaces.spire
-    ctx.install(p.charts.spire_crds, CRDS_RELEASE, ns, [], out, wait=True)  # CRDs established before spire uses them
-    ctx.install(p.charts.spire, p.namespaces.spire_release, ns, spire_values(p), out)
     wait_s = p.timeouts.wait_s
+    ctx.install(p.charts.spire_crds, CRDS_RELEASE, ns, [], out)
+    ctx.cluster.wait(f"{SPIRE_GROUP} CRDs Established", "apiextensions.k8s.io/v1", "CustomResourceDefinition",
+                     crds_established(SPIRE_GROUP, SPIRE_CRDS), wait_s)  # before the spire chart creates its CRs
+    ctx.install(p.charts.spire, p.namespaces.spire_release, ns, spire_values(p), out)
     checked_wait(out, "MID020", lambda: ctx.cluster.wait(
         f"pod {ns}/{SERVER_POD} Ready", "v1", "Pod", pods_ready(), wait_s, namespace=ns,
         field_selector=f"metadata.name={SERVER_POD}"), lambda _: f"{SERVER_POD} Ready (trust domain "
