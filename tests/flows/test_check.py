@@ -31,7 +31,10 @@ def test_check_passes_on_a_configured_cluster_and_fails_with_a_hint_when_identit
         codes = {c["code"] for c in report["checks"]}
         assert {"MID010", "MID020", "MID022", "MID030", "MID040", "MID050", "MID051", "MID061"} <= codes
 
-        Cluster(info.kubeconfig).delete("kuma.io/v1alpha1", "MeshIdentity", "identity-spire", "kong-mesh-system")
+        cluster = Cluster(info.kubeconfig)
+        cluster.delete("kuma.io/v1alpha1", "MeshIdentity", "identity-spire", "kong-mesh-system")
+        cluster.wait("MeshIdentity deleted", "kuma.io/v1alpha1", "MeshIdentity", lambda objs: (not objs, str(len(objs))),
+                     60, namespace="kong-mesh-system")
         code, report = _check(info.kubeconfig)
         mid040 = [c for c in report["checks"] if c["code"] == "MID040"]
         assert code == 1 and report["outcome"] == "failed"
