@@ -7,6 +7,7 @@ files under `<MESHID_HOME>/sandboxes/<name>/`. Several named sandboxes run side 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -23,6 +24,11 @@ from sandbox.errors import InvalidName, PortInUse, SandboxError, SandboxExists, 
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 KWOK_CRDS = ("PortForward", "ClusterPortForward", "Logs", "ClusterLogs", "Exec", "ClusterExec")
+# Every port kwokctl's binary runtime binds. kwokctl would pick them itself, but two concurrent creates pick the same
+# ones, so sandboxes allocate them here, under a lock, below the kernel's ephemeral range (32768+).
+COMPONENT_PORTS = ("etcdPeerPort", "etcdPort", "kubeApiserverPort", "kwokControllerPort", "kubeControllerManagerPort",
+                   "kubeSchedulerPort")
+PORT_RANGE = range(21000, 32000)
 KWOKCTL_TIMEOUT_S = 300
 READY_TIMEOUT_S = 60
 
@@ -109,14 +115,24 @@ def _api_answers(api_url: str) -> bool:
         return False
 
 
-def _kwok_config(path: Path) -> None:
-    path.write_text(
-        "kind: KwokctlConfiguration\n"
-        "apiVersion: config.kwok.x-k8s.io/v1alpha1\n"
-        "options:\n"
-        "  bindAddress: 127.0.0.1\n"
-        "  runtime: binary\n"
-    )
+def _allocate_ports(state_dir: Path, api_port: int | None) -> dict[str, int]:
+    """Free ports for every component, none used by another sandbox; recorded in `ports.json` under a lock."""
+    root().mkdir(parents=True, exist_ok=True)
+    with (root() / "ports.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        taken = {port for f in root().glob("*/ports.json") for port in json.loads(f.read_text()).values()}
+        ports: dict[str, int] = {}
+        candidates = (p for p in PORT_RANGE if p not in taken and p != api_port and _port_free(p))
+        for key in COMPONENT_PORTS:
+            ports[key] = api_port if key == "kubeApiserverPort" and api_port else next(candidates)
+        (state_dir / "ports.json").write_text(json.dumps(ports))
+    return ports
+
+
+def _kwok_config(path: Path, ports: dict[str, int]) -> None:
+    lines = ["kind: KwokctlConfiguration", "apiVersion: config.kwok.x-k8s.io/v1alpha1", "options:",
+             "  bindAddress: 127.0.0.1", "  runtime: binary"]
+    path.write_text("\n".join(lines + [f"  {key}: {port}" for key, port in ports.items()]) + "\n")
 
 
 def _kwokctl(args: list[str], state_dir: Path, timeout_s: float = KWOKCTL_TIMEOUT_S) -> str:
@@ -191,7 +207,7 @@ def _start(name: str, nodes: int, api_port: int | None, tick_s: float, timeout_s
            state_dir: Path) -> SandboxInfo:
     bin_dir = binaries.bin_dir()
     kubeconfig = state_dir / "kubeconfig.yaml"
-    _kwok_config(state_dir / "kwokctl.yaml")
+    _kwok_config(state_dir / "kwokctl.yaml", _allocate_ports(state_dir, api_port))
     args = ["create", "cluster", "--name", name, "--runtime", "binary", "-c", str(state_dir / "kwokctl.yaml"),
             "--kubeconfig", str(kubeconfig), "--wait", f"{int(timeout_s)}s",
             "--enable-crds", ",".join(KWOK_CRDS),
@@ -200,8 +216,6 @@ def _start(name: str, nodes: int, api_port: int | None, tick_s: float, timeout_s
     for component in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"):
         args += [f"--{component}-binary", str(bin_dir / component)]
     args += ["--kwok-controller-binary", str(bin_dir / "kwok")]
-    if api_port is not None:
-        args += ["--kube-apiserver-port", str(api_port)]
     _kwokctl(args, state_dir, timeout_s + 30)
     _kwokctl(["scale", "node", "--name", name, "--replicas", str(nodes)], state_dir)
     _wait_nodes_ready(kubeconfig, nodes, timeout_s)
