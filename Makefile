@@ -8,9 +8,19 @@ NETNS  := unshare $(if $(filter 0,$(shell id -u)),-n,-rn) -- sh -c 'ip link set 
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install sandbox-build test demo lint clean
+.PHONY: install system-tools sandbox-build test demo bench bench-fleet clean
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed system-tools
+
+# Debian packages the tests use: jq and curl (sandbox/guide.sh runs the guide's own commands), chromium (the Prefect
+# UI test in tests/deployments; without it that one test is skipped). Installed when missing and we are root.
+SYSTEM_TOOLS := jq:jq curl:curl chromium:chromium
+system-tools:
+	@missing=""; for t in $(SYSTEM_TOOLS); do command -v "$${t%%:*}" >/dev/null || missing="$$missing $${t##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q >/dev/null && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; \
+	  else echo "missing:$$missing (install them: sudo apt-get install$$missing)"; fi; fi
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +37,12 @@ test: install sandbox-build
 # The guide as a Prefect flow on a throwaway sandbox (the sandbox starts and stops inside the run).
 demo: install sandbox-build
 	$(NETNS) $(BIN)/meshid run --target-name demo --json-report runs/demo-report.json --junit runs/demo-junit.xml
+
+bench: install sandbox-build
+	$(NETNS) $(BIN)/python bench/guide_vs_shell.py
+
+bench-fleet: install sandbox-build
+	$(NETNS) $(BIN)/python bench/fleet_scaling.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache runs

@@ -38,7 +38,7 @@ DIAGNOSTIC_KINDS = [("kuma.io/v1alpha1", "Mesh"), ("kuma.io/v1alpha1", "MeshIden
                     ("spire.spiffe.io/v1alpha1", "ClusterSPIFFEID")]
 
 
-def _resolve(name: str, future: PrefectFuture, ctx: RunContext) -> StageResult:
+def resolve(name: str, future: PrefectFuture, ctx: RunContext) -> StageResult:
     """The stage's result, also when its task failed (checks failed, or a transient error outlived retries)."""
     value = future.result(raise_on_failure=False)
     if isinstance(value, StageResult):
@@ -49,6 +49,15 @@ def _resolve(name: str, future: PrefectFuture, ctx: RunContext) -> StageResult:
     error = describe(exc) if isinstance(exc, BaseException) else str(future.state.message)
     return StageResult.from_checks(name, [], started_at=ctx.stage_started.get(name, datetime.now(UTC)),
                                    attempts=ctx.stage_attempts.get(name, 1), error=error)
+
+
+def kubeconfig_from_block(params: GuideParams) -> str | None:
+    """The kubeconfig from the target's Prefect Secret block, if it names one."""
+    if not params.target.kubeconfig_secret_block:
+        return None
+    from prefect.blocks.system import Secret
+
+    return Secret.load(params.target.kubeconfig_secret_block).get()
 
 
 def _skipped(name: str, why: str) -> StageResult:
@@ -76,7 +85,7 @@ def run_stages(ctx: RunContext, on_done) -> dict[str, StageResult]:
                                 return_when=concurrent.futures.FIRST_COMPLETED)
         for name, fut in list(running.items()):
             if fut.wrapped_future.done():
-                results[name] = _resolve(name, fut, ctx)
+                results[name] = resolve(name, fut, ctx)
                 del running[name]
                 on_done(results)
     return results
@@ -114,7 +123,7 @@ def run_guide(ctx: RunContext) -> RunReport:
             diag_dir = str(ctx.run_dir / "diagnostics") if diag else None
         except Exception as exc:  # diagnostics must never hide the failure they describe
             get_run_logger().warning("collecting diagnostics failed: %s", describe(exc))
-    results[FINALLY] = _resolve(FINALLY, TASKS[FINALLY].submit(quote(ctx)), ctx)
+    results[FINALLY] = resolve(FINALLY, TASKS[FINALLY].submit(quote(ctx)), ctx)
     advance(results)
     report = RunReport.build(run_id=ctx.run_id, target=TargetRef(name=ctx.params.target.name,
                                                                    provider=ctx.params.target.provider.value),
@@ -141,13 +150,7 @@ def guide(params: GuideParams = GuideParams(), json_report: str | None = None,
         json_report: also write the JSON report here.
         junit_report: also write the JUnit XML (one testcase per stage) here.
     """
-    settings = load_settings()
-    kubeconfig_text = None
-    if params.target.kubeconfig_secret_block:
-        from prefect.blocks.system import Secret
-
-        kubeconfig_text = Secret.load(params.target.kubeconfig_secret_block).get()
-    ctx = RunContext.create(params, settings, kubeconfig_text=kubeconfig_text)
+    ctx = RunContext.create(params, load_settings(), kubeconfig_text=kubeconfig_from_block(params))
     report = run_guide(ctx)
     if json_report:
         reports.write_json(report, Path(json_report))

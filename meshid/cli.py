@@ -221,6 +221,7 @@ def _add_sandbox(sub: argparse._SubParsersAction) -> None:
 
 
 def _fleet(args: argparse.Namespace) -> int:
+    from meshid.errors import InputError
     from meshid.fleet import RolloutState, check_kubeconfigs, load_fleet_file
     from meshid.settings import load_settings
 
@@ -228,7 +229,11 @@ def _fleet(args: argparse.Namespace) -> int:
     check_kubeconfigs(spec)
     if spec.resume_from:
         RolloutState.load(load_settings().runs_dir, spec.resume_from)
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if spec.approval and not os.environ.get("PREFECT_API_URL"):
+        raise InputError("approval", "a rollout paused for approval can only be approved in the Prefect UI, and this "
+                         "run would use a temporary server nobody can reach",
+                         "start `prefect server start`, set PREFECT_API_URL, and run again (or set approval: false)")
+    prefect_defaults()
     from flows.fleet import fleet
 
     json_path = args.json_report or str(Path(tempfile.mkdtemp(prefix="meshid-fleet-")) / "fleet.json")

@@ -1,0 +1,1 @@
+"""What prefect.yaml cannot declare: the work pool, global concurrency limits and notification automations."""

@@ -1,0 +1,320 @@
+"""The fleet: targets x trust domains, validated, rolled out in waves, or planned; one lock per cluster, bounded
+concurrency, a circuit breaker, and one summary, JSON report and JUnit for the whole fleet.
+
+Each target x trust domain is a `fleet-target` child flow run from a task that holds its cluster's lock (a strict
+global concurrency limit of 1); the plans, thresholds and reports come from `meshid.fleet`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import (create_markdown_artifact, create_progress_artifact, create_table_artifact,
+                               update_progress_artifact)
+from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
+from prefect.concurrency.sync import concurrency
+from prefect.events import emit_event
+from prefect.exceptions import FlowPauseTimeout, ObjectAlreadyExists
+from prefect.flow_runs import pause_flow_run
+from prefect.futures import PrefectFuture
+from prefect.input import RunInput
+from prefect.runtime import deployment, flow_run
+from prefect.states import Completed, Failed, State
+from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
+from pydantic import Field
+
+from flows.guide import kubeconfig_from_block, resolve, run_guide
+from meshid import __version__, reports
+from meshid.fleet import (FLEET_LIMIT, CircuitBreaker, FleetMode, FleetReport, FleetSpec, Job, RolloutState, Scheduler,
+                          TargetResult, fleet_dir, jobs, plan_waves, wave_check)
+from meshid.models import GuideParams
+from meshid.results import Outcome, RunReport, TargetRef
+from meshid.settings import load_settings
+from meshid.stages.context import RunContext
+from meshid.stages.runner import describe
+from tasks.plan import plan
+from tasks.rollback import rollback
+
+APPROVAL_POLL_S = 5
+LOCK_POLL_S = 2.0
+_ACQUIRING = threading.Lock()  # one slot acquisition at a time in this process (see cluster_lock)
+
+OnResult = Callable[[TargetResult], None]
+
+
+
+
+@flow(name="fleet-target", flow_run_name="{mode}-{params.target.name}-{params.trust_domain}",
+      task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=True)
+def fleet_target(params: GuideParams, mode: FleetMode, wave: int | None = None) -> State:
+    """One target x trust domain of a fleet: the guide (rolled back where a rollout fails), or the plan.
+
+    Args:
+        params: the run's guide parameters.
+        mode: validate, rollout or plan.
+        wave: the rollout wave (0 is the canary).
+    """
+    ctx = RunContext.create(params, load_settings(), kubeconfig_text=kubeconfig_from_block(params))
+    if mode is FleetMode.plan:
+        started = datetime.now(UTC)
+        stage = resolve("plan", plan.submit(quote(ctx)), ctx)
+        report = RunReport.build(run_id=ctx.run_id, target=TargetRef(name=params.target.name,
+                                                                      provider=params.target.provider.value),
+                                 trust_domain=params.trust_domain, stages=[stage],
+                                 versions={"meshid": __version__, **ctx.versions}, started_at=started)
+        reports.write_json(report, ctx.run_dir / "report.json")
+    else:
+        report = run_guide(ctx)
+        if mode is FleetMode.ROLLOUT and report.outcome is Outcome.FAILED and ctx.ledger.entries:
+            report = report.model_copy(update={"stages": [*report.stages,
+                                                          resolve("rollback", rollback.submit(quote(ctx)), ctx)]})
+    result = TargetResult.from_report(report, wave=wave, run_url=flow_run.ui_url)
+    where = f"{params.target.name} ({params.trust_domain})"
+    if result.outcome is Outcome.PASSED:
+        return Completed(message=f"{mode.value} passed on {where}", data=result)
+    return Failed(message=f"{mode.value} failed at {result.failed_stage} on {where}", data=result)
+
+
+@contextmanager
+def cluster_lock(name: str, timeout_s: float) -> Iterator[None]:
+    """Hold the one slot of the cluster's strict global concurrency limit `name`; TimeoutError after `timeout_s`.
+
+    While another run holds the cluster, the acquisition is retried here every LOCK_POLL_S. Acquisitions from this
+    process go one at a time: on a SQLite-backed server, acquisitions racing other writes fail with 503 ("database
+    is locked") and the client backs off exponentially (2, 4, 8 ... s), so they should at least not race each other.
+    """
+    deadline = time.monotonic() + timeout_s
+    with ExitStack() as held:
+        while True:
+            with _ACQUIRING:
+                try:
+                    held.enter_context(concurrency(name, occupy=1, strict=True, max_retries=0))
+                    break
+                except ConcurrencySlotAcquisitionError as exc:
+                    cause = exc.__cause__
+                    if not (isinstance(cause, httpx.HTTPStatusError) and cause.response.status_code == 423):
+                        raise
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"cluster lock {name} still held by another run after {timeout_s:g} s")
+            time.sleep(LOCK_POLL_S)
+        yield
+
+
+@task(name="fleet-job", task_run_name="{job.target.name}-{job.trust_domain}", cache_policy=NO_CACHE)
+def run_job(job: Job, mode: FleetMode, lock_timeout_s: float) -> TargetResult:
+    """Run one job's child flow while holding its cluster's lock."""
+    # a fleet-wide slot (skipped when deployments.setup did not create the limit), then the cluster's own lock
+    with concurrency(FLEET_LIMIT, occupy=1, strict=False, timeout_seconds=lock_timeout_s), \
+            cluster_lock(job.lock, lock_timeout_s):
+        state = fleet_target(params=job.params, mode=mode, wave=job.wave, return_state=True)
+    value = state.result(raise_on_failure=False)
+    if isinstance(value, TargetResult):
+        return value
+    return TargetResult.not_run(job, Outcome.FAILED, describe(value) if isinstance(value, BaseException)
+                                else str(state.message))
+
+
+# Scheduling
+
+
+def _ensure_locks(names: set[str]) -> None:
+    """Create each cluster's global concurrency limit (1 slot) when it is missing."""
+    with get_client(sync_client=True) as client:
+        for name in sorted(names):
+            try:
+                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+            except ObjectAlreadyExists:
+                pass
+
+
+def _job_result(future: PrefectFuture, job: Job) -> TargetResult:
+    value = future.result(raise_on_failure=False)
+    if isinstance(value, TargetResult):
+        return value
+    why = describe(value) if isinstance(value, BaseException) else str(future.state.message)
+    return TargetResult.not_run(job, Outcome.FAILED, why)
+
+
+def run_jobs(runner: ThreadPoolTaskRunner, scheduler: Scheduler, spec: FleetSpec,
+             on_result: OnResult) -> list[TargetResult]:
+    """Run the scheduler's jobs to the end (every future resolved); skipped results for those never started."""
+    running: dict[concurrent.futures.Future, tuple[PrefectFuture, Job]] = {}
+    results: list[TargetResult] = []
+    while True:
+        while (job := scheduler.start_next()) is not None:
+            future = runner.submit(run_job, {"job": job, "mode": spec.mode, "lock_timeout_s": spec.lock_timeout_s})
+            running[future.wrapped_future] = (future, job)
+        if not running:
+            break
+        done, _ = concurrent.futures.wait(list(running), return_when=concurrent.futures.FIRST_COMPLETED)
+        for wrapped in done:
+            future, job = running.pop(wrapped)
+            result = _job_result(future, job)
+            scheduler.finish(job, result)
+            results.append(result)
+            on_result(result)
+    for result in scheduler.skip_rest():
+        results.append(result)
+        on_result(result)
+    return results
+
+
+# Rollout
+
+
+class Approval(RunInput):
+    """The operator's decision before the next rollout wave."""
+
+    approve: bool = Field(description="Start the next wave.")
+    comment: str = Field("", description="Why; kept in the fleet run's log and, on a rejection, its report.")
+
+
+def _approve(wave: int, names: list[str], timeout_s: int) -> str | None:
+    """Pause for a manual approval of `wave`; None when approved, else why the rollout halts."""
+    logger = get_run_logger()
+    ask = Approval.with_initial_data(description=f"Start rollout wave {wave} ({', '.join(names)})?", approve=False)
+    try:
+        answer = pause_flow_run(wait_for_input=ask, timeout=timeout_s, poll_interval=APPROVAL_POLL_S,
+                                key=f"approve-wave-{wave}")
+    except FlowPauseTimeout:
+        return f"wave {wave} was not approved within {timeout_s} s"
+    logger.info("wave %d %s: %s", wave, "approved" if answer.approve else "rejected", answer.comment or "-")
+    return None if answer.approve else f"wave {wave} rejected" + (f": {answer.comment}" if answer.comment else "")
+
+
+def rollout(spec: FleetSpec, fleet_run_id: str, runs_dir: Path, runner: ThreadPoolTaskRunner,
+            on_result: OnResult) -> FleetReport:
+    """Waves in order, each within its failure threshold; halt, skip the rest, and keep the state for a resume."""
+    logger = get_run_logger()
+    waves = plan_waves(spec)
+    earlier = RolloutState.load(runs_dir, spec.resume_from) if spec.resume_from else None
+    state = RolloutState(fleet_run_id=fleet_run_id, resumed_from=spec.resume_from,
+                         waves=[[t.name for t in wave] for wave in waves],
+                         completed=earlier.completed if earlier else [])
+    breaker = CircuitBreaker(spec.circuit_breaker)
+
+    def record(result: TargetResult) -> None:
+        state.results.append(result)
+        if result.outcome is Outcome.PASSED:
+            state.completed.append(result.key)
+        state.save(runs_dir)
+        on_result(result)
+
+    ran_before = False
+    for index, wave in enumerate(waves):
+        todo = jobs(spec, wave, index)
+        for job in todo:
+            if job.key in state.completed:
+                record(TargetResult.not_run(job, Outcome.SKIPPED, f"completed in an earlier run "
+                                                                   f"(resumed from {spec.resume_from})"))
+        todo = [job for job in todo if job.key not in state.completed]
+        if todo and not state.halted and index > 0:
+            if ran_before and spec.bake_time_s:
+                logger.info("baking %g s before wave %d", spec.bake_time_s, index)
+                time.sleep(spec.bake_time_s)
+            if spec.approval:
+                state.halted = _approve(index, [t.name for t in wave], spec.approval_timeout_s)
+        if state.halted:
+            for job in todo:
+                record(TargetResult.not_run(job, Outcome.SKIPPED, f"rollout halted: {state.halted}"))
+            continue
+        if not todo:
+            continue
+        scheduler = Scheduler(todo, spec.concurrency, spec.fail_fast, breaker)
+        results = [r for r in run_jobs(runner, scheduler, spec, record) if r.outcome is not Outcome.SKIPPED]
+        ran_before = True
+        check = wave_check(index, results, spec.failure_threshold)
+        state.checks.append(check)
+        state.halted = scheduler.stopped or (None if not check.failed else check.message)
+        state.save(runs_dir)
+    return FleetReport(fleet_run_id=fleet_run_id, mode=spec.mode, results=state.results, checks=state.checks,
+                       halted=state.halted)
+
+
+# The fleet flow
+
+
+def _publish(report: FleetReport, runs_dir: Path, json_report: str | None, junit_report: str | None) -> None:
+    """Summary table and markdown artifacts; JSON, JUnit and markdown in the fleet run dir and the given paths."""
+    mode = report.mode.value
+    create_table_artifact(report.rows(), key=f"fleet-{mode}-summary",
+                          description=f"fleet {mode} {report.fleet_run_id}: {report.outcome.value}")
+    create_markdown_artifact(report.markdown(), key=f"fleet-{mode}-report",
+                             description=f"fleet {mode} {report.fleet_run_id}: {report.outcome.value}")
+    folder = fleet_dir(runs_dir, report.fleet_run_id)
+    run_reports = [r.junit_report() for r in report.results]
+    for json_path, junit_path in ((folder / "fleet.json", folder / "junit.xml"), (json_report, junit_report)):
+        if json_path:
+            report.write(json_path)
+        if junit_path:
+            reports.write_junit(run_reports, junit_path, suite_name=f"meshid fleet {mode}")
+    (folder / "summary.md").write_text(report.markdown(), encoding="utf-8")
+
+
+def _announcer(total: int, mode: str) -> OnResult:
+    """What happens as each target's result comes in: a Prefect event, the progress artifact, a log line."""
+    logger = get_run_logger()
+    progress = create_progress_artifact(0.0, key=f"fleet-{mode}-progress", description=f"fleet {mode}: targets done")
+    done: list[str] = []
+
+    def announce(result: TargetResult) -> None:
+        done.append(result.key)
+        emit_event(event=f"meshid.target.{result.outcome.value}",
+                   resource={"prefect.resource.id": f"meshid.target.{result.target}.{result.trust_domain}",
+                             "prefect.resource.name": result.key},
+                   payload=result.to_json_dict())
+        update_progress_artifact(progress, 100.0 * len(done) / total)
+        logger.info("%s: %s%s", result.key, result.outcome.value,
+                    f" at {result.failed_stage}" if result.failed_stage else f" ({result.reason})" if result.reason
+                    else "")
+
+    return announce
+
+
+@flow(name="fleet", flow_run_name="fleet-{spec.mode}", log_prints=True)
+def fleet(spec: FleetSpec, json_report: str | None = None, junit_report: str | None = None) -> State:
+    """Run the guide over clusters x trust domains: validate, roll out in waves, or plan (a dry run).
+
+    Args:
+        spec: targets, trust domains, mode, concurrency, waves, thresholds, approval, breaker and guide overrides.
+        json_report: also write the fleet's JSON report here.
+        junit_report: also write JUnit XML (one testsuite per target x trust domain) here.
+    """
+    fleet_run_id, runs_dir = str(flow_run.id), load_settings().runs_dir
+    rolling = spec.mode is FleetMode.ROLLOUT
+    order = jobs(spec, [t for wave in plan_waves(spec) for t in wave] if rolling else spec.targets)
+    _ensure_locks({job.lock for job in order})
+    announce = _announcer(len(order), spec.mode.value)
+    with ThreadPoolTaskRunner(max_workers=spec.concurrency) as runner:
+        if rolling:
+            report = rollout(spec, fleet_run_id, runs_dir, runner, announce)
+        else:
+            scheduler = Scheduler(order, spec.concurrency, spec.fail_fast, CircuitBreaker(spec.circuit_breaker))
+            results = run_jobs(runner, scheduler, spec, announce)
+            report = FleetReport(fleet_run_id=fleet_run_id, mode=spec.mode, results=results,
+                                 halted=scheduler.stopped)
+    rank = {job.key: i for i, job in enumerate(order)}
+    report = report.model_copy(update={"results": sorted(report.results, key=lambda r: rank[r.key])})
+    _publish(report, runs_dir, json_report, junit_report)
+    if deployment.id and spec.mode is FleetMode.VALIDATE:  # deployed validations (the nightly) feed the trend
+        from flows.trends import publish_trend
+
+        publish_trend(report.to_json_dict())
+    counts = {o: sum(r.outcome is o for r in report.results) for o in Outcome}
+    summary = ", ".join(f"{n} {o.value}" for o, n in counts.items() if n)
+    message = f"fleet {spec.mode.value} {report.outcome.value}: {summary}" + (
+        f"; halted: {report.halted}" if report.halted else "")
+    state = Completed if report.outcome is Outcome.PASSED else Failed
+    return state(message=message, data=report.to_json_dict())
