@@ -67,7 +67,7 @@ def fleet_target(params: GuideParams, mode: FleetMode, wave: int | None = None) 
         wave: the rollout wave (0 is the canary).
     """
     ctx = RunContext.create(params, load_settings(), kubeconfig_text=kubeconfig_from_block(params))
-    if mode is FleetMode.plan:
+    if mode is FleetMode.PLAN:
         started = datetime.now(UTC)
         stage = resolve("plan", plan.submit(quote(ctx)), ctx)
         report = RunReport.build(run_id=ctx.run_id, target=TargetRef(name=params.target.name,
