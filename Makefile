@@ -31,8 +31,11 @@ $(VENV)/.installed: pyproject.toml
 sandbox-build:
 	bash sandbox/build.sh >/dev/null
 
+# Two pytest processes: tests/deployments talk to a real `prefect server start`, and Prefect's log and event workers
+# are process-wide singletons bound to the first server they see, so those tests get a process of their own.
 test: install sandbox-build
-	$(NETNS) $(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(NETNS) $(BIN)/python -m pytest tests/unit tests/sandbox tests/flows $(PYTEST_ARGS)
+	$(NETNS) $(BIN)/python -m pytest tests/deployments $(PYTEST_ARGS)
 
 # The guide as a Prefect flow on a throwaway sandbox (the sandbox starts and stops inside the run).
 demo: install sandbox-build

@@ -14,17 +14,22 @@ PRIVATE_NETNS_HINT = (
 )
 
 
-def _in_private_netns() -> bool:
+def in_private_netns() -> bool:
     """Only loopback in this process's network namespace (/proc/net/dev is per namespace; sysfs is not remounted)."""
     with open("/proc/net/dev") as dev:
         return [line.split(":")[0].strip() for line in dev.readlines()[2:]] == ["lo"]
 
 
+def require_private_netns() -> None:
+    """Fail the test unless it runs in a private network namespace (or MESHID_ALLOW_HOST_NETWORK=1)."""
+    if not in_private_netns() and os.environ.get("MESHID_ALLOW_HOST_NETWORK") != "1":
+        pytest.fail(PRIVATE_NETNS_HINT)
+
+
 @pytest.fixture(scope="session")
 def sandbox_cluster() -> Iterator[object]:
     """A running sandbox with two nodes and a fast emulator tick, torn down at the end of the session."""
-    if not _in_private_netns() and os.environ.get("MESHID_ALLOW_HOST_NETWORK") != "1":
-        pytest.fail(PRIVATE_NETNS_HINT)
+    require_private_netns()
     from sandbox import lifecycle
 
     info = lifecycle.up(f"pytest-{os.getpid()}", nodes=2, tick_s=0.5)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from prefect.client.orchestration import get_client
 
-from tests.conftest import PRIVATE_NETNS_HINT, _in_private_netns
+from tests.conftest import require_private_netns
 from tests.deployments.conftest import PROJECT
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -33,8 +33,7 @@ EXPECTED = {
 @pytest.fixture(scope="module")
 def deployed(prefect_server) -> dict[str, object]:
     """Setup and `prefect --no-prompt deploy --all` from the project directory; the deployments by name."""
-    if not _in_private_netns():
-        pytest.fail(PRIVATE_NETNS_HINT)
+    require_private_netns()
     before = (PROJECT / "prefect.yaml").read_bytes()
     first = prefect_server.run("python", "-m", "deployments.setup").stdout
     assert "work pool meshid (process): created" in first and "meshid-fleet (4): created" in first

@@ -24,7 +24,7 @@ from meshid.fleet import lock_name, parse_fleet
 from meshid.helm import Helm
 from meshid.kube import Cluster
 from sandbox import binaries, lifecycle
-from tests.conftest import PRIVATE_NETNS_HINT, _in_private_netns
+from tests.conftest import require_private_netns
 
 pytestmark = pytest.mark.prefect
 
@@ -35,8 +35,7 @@ GUIDE_NAMESPACES = ("kong-mesh-system", "kong-mesh-demo", "spire")
 @pytest.fixture(scope="module")
 def clusters():
     """Two sandboxes, A and B, for the whole module."""
-    if not _in_private_netns():
-        pytest.fail(PRIVATE_NETNS_HINT)
+    require_private_netns()
     infos = []
     try:
         for name in ("fleet-a", "fleet-b"):

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from sandbox import binaries, lifecycle
+from tests.conftest import require_private_netns
 
 pytestmark = pytest.mark.sandbox
 
@@ -263,8 +264,7 @@ def stays(check: Callable[[], bool], what: str, duration_s: float = 4 * TICK_S +
 
 
 def _sandbox(purpose: str) -> lifecycle.SandboxInfo:
-    if sorted(os.listdir("/sys/class/net")) != ["lo"] and os.environ.get("MESHID_ALLOW_HOST_NETWORK") != "1":
-        pytest.fail("sandbox tests must run in a private network namespace with only loopback (`make test`)")
+    require_private_netns()
     return lifecycle.up(f"emu-{purpose}-{os.getpid()}", nodes=2, tick_s=TICK_S)
 
 
