@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from meshid.errors import ExternalCallError, ExternalTimeout, matches_transient
-from meshid.redact import redact
+from meshid.errors import ExternalCallError
+from meshid.subprocesses import run_cli
 
 GRACE_S = 30  # the subprocess timeout exceeds helm's own --timeout by this much
 RELEASE_NOT_FOUND = "release: not found"  # helm status / uninstall of a release that is not installed
@@ -42,20 +40,9 @@ class Helm:
         argv = [self.binary, *args, "--kubeconfig", str(self.kubeconfig)]
         if self.context:
             argv += ["--kube-context", self.context]
-        env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/root"),
-               "HELM_CACHE_HOME": str(self.home / "cache"), "HELM_CONFIG_HOME": str(self.home / "config"),
+        env = {"HELM_CACHE_HOME": str(self.home / "cache"), "HELM_CONFIG_HOME": str(self.home / "config"),
                "HELM_DATA_HOME": str(self.home / "data")}
-        try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, env=env)
-        except subprocess.TimeoutExpired:
-            raise ExternalTimeout(what, timeout_s) from None
-        except FileNotFoundError:
-            raise ExternalCallError(what, f"helm binary {self.binary!r} not found; install helm or set "
-                                          "MESHID_HELM_BIN", transient=False) from None
-        if done.returncode != 0:
-            err = redact(done.stderr.strip())[-2000:]
-            raise ExternalCallError(what, f"exit {done.returncode}: {err}", transient=matches_transient(err))
-        return done.stdout
+        return run_cli(argv, what, timeout_s, env)
 
     def version(self, timeout_s: float = 30) -> str:
         """helm's own version, e.g. v4.2.4 (asks no cluster)."""

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import shutil
-import subprocess
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -18,6 +16,7 @@ from meshid.errors import ExternalCallError, ExternalTimeout, InputError, matche
 from meshid.models import ProviderName, Target
 from meshid.redact import redact
 from meshid.settings import MeshidSettings
+from meshid.subprocesses import run_cli
 
 if TYPE_CHECKING:
     from python_on_whales import DockerClient
@@ -79,21 +78,6 @@ class Provider(ABC):
     @abstractmethod
     def delete(self, handle: ClusterHandle, timeout_s: float) -> None:
         """Delete a cluster this provider created; never one it did not."""
-
-
-def run_cli(argv: list[str], what: str, timeout_s: float, env: Mapping[str, str] | None = None) -> str:
-    """Run a provider CLI: its own timeout, stderr redacted, failures classified transient or not; return stdout."""
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s,
-                              env={**os.environ, **(env or {})})
-    except subprocess.TimeoutExpired:
-        raise ExternalTimeout(what, timeout_s) from None
-    except FileNotFoundError:
-        raise ExternalCallError(what, f"{argv[0]} not found on PATH; install it", transient=False) from None
-    if done.returncode != 0:
-        err = redact(done.stderr.strip() or done.stdout.strip())[-2000:]
-        raise ExternalCallError(what, f"exit {done.returncode}: {err}", transient=matches_transient(err))
-    return done.stdout
 
 
 def binary_check(binary: str, version_args: list[str]) -> Check:
