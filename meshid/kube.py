@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from datetime import UTC, datetime
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -252,7 +253,7 @@ class Cluster:
 
     def rollout_restart(self, namespace: str, deployment: str) -> Obj:
         """What `kubectl rollout restart` does: stamp the pod template so every pod is replaced."""
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        stamp = datetime.now(UTC).isoformat()  # sub-second: two restarts in one second still differ
         patch = {"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": stamp}}}}}
         return self.patch("apps/v1", "Deployment", deployment, patch, namespace)
 

@@ -145,6 +145,7 @@ class World:
         self.info = info
         self.env = {**os.environ, "KUBECONFIG": str(info.kubeconfig), "HELM_CONFIG_HOME": str(home / "config"),
                     "HELM_CACHE_HOME": str(home / "cache"), "HELM_DATA_HOME": str(home / "data")}
+        self.last_restart = 0.0  # kubectl refuses a second rollout restart within the same second
 
     def run(self, argv: list[str], stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
         """Run a command against the sandbox; fail with its output when `check` and it fails."""
@@ -200,7 +201,9 @@ class World:
 
     def restart(self, ns: str, *deployments: str) -> None:
         """kubectl rollout restart, waiting until the pods are replaced."""
+        time.sleep(max(0.0, self.last_restart + 1.1 - time.monotonic()))  # restartedAt has 1 s resolution
         self.kubectl("rollout", "restart", "-n", ns, *(f"deployment/{d}" for d in deployments))
+        self.last_restart = time.monotonic()
         for name in deployments:
             self.kubectl("rollout", "status", "-n", ns, f"deployment/{name}", "--timeout=120s")
 
