@@ -72,7 +72,7 @@ def _identity(cluster: Cluster, p: GuideParams) -> list[CheckResult]:
     results.append(checks.result("MID050", bool(pods) and not missing, f"pods without {SOCKET_VOLUME}: "
                                  f"{', '.join(missing)}" if missing else f"demo pods carry {SOCKET_VOLUME}"))
     services, _ = cluster.list(KUMA, "MeshService", p.namespaces.demo)
-    ok, seen = identity.lists_identity(services, IDENTITY_SERVICE, identity.workload_id(p))
+    ok, seen = identity.lists_identity(services, IDENTITY_SERVICE, p.workload_id())
     return results + [checks.result("MID051", ok, seen)]
 
 

@@ -5,16 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from meshid.conditions import condition, conditions_text, is_true
-from meshid.models import DEMO_SERVICE_ACCOUNT, GuideParams
-from meshid.spiffe import render_path
 
 Obj = dict[str, Any]
-
-
-def workload_id(params: GuideParams) -> str:
-    """The SPIFFE ID the MeshIdentity gives the demo workloads."""
-    p = params
-    return f"spiffe://{p.trust_domain}{render_path(p.identity_path, p.namespaces.demo, DEMO_SERVICE_ACCOUNT, p.trust_domain)}"
 
 
 def services_disabled(identity: Obj) -> bool:

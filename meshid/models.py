@@ -238,10 +238,17 @@ class GuideParams(_Model):
         """SPIRE's trust domain: `spire_trust_domain`, or `trust_domain`."""
         return self.spire_trust_domain or self.trust_domain
 
+    def workload_id(self) -> str:
+        """The SPIFFE ID the MeshIdentity gives the demo workloads; InputError when the path needs pod labels."""
+        td, ns = self.trust_domain, self.namespaces.demo
+        return f"spiffe://{td}{render_path(self.identity_path, ns, DEMO_SERVICE_ACCOUNT, td)}"
+
     def permission_gap(self) -> str | None:
         """Preflight warning: the permission does not match the demo workloads' SPIFFE ID (traffic stays denied)."""
-        workload_id, value = _workload_id(self), self.permission.resolved_value(self.trust_domain, self.namespaces.demo)
-        if workload_id is None:
+        value = self.permission.resolved_value(self.trust_domain, self.namespaces.demo)
+        try:
+            workload_id = self.workload_id()
+        except InputError:  # a label-based path: consistency_problems reports it
             return None
         matches = workload_id.startswith(value) if self.permission.type == "Prefix" else workload_id == value
         return None if matches else (f"permission {self.permission.type} {value} does not match the demo "
@@ -258,7 +265,7 @@ class GuideParams(_Model):
             )
         spire_id = spire_template_id(td, ns, DEMO_SERVICE_ACCOUNT)
         try:
-            workload_id = f"spiffe://{td}{render_path(self.identity_path, ns, DEMO_SERVICE_ACCOUNT, td)}"
+            workload_id = self.workload_id()
         except InputError as exc:  # the template passed lint, so only a `label` can fail to render
             workload_id = None
             problems.append(
@@ -275,14 +282,6 @@ class GuideParams(_Model):
         if value_td != td:
             problems.append(f"permission.value {value} is in trust domain {value_td}, not {td}: it allows nothing")
         return problems
-
-
-def _workload_id(params: GuideParams) -> str | None:
-    td, ns = params.trust_domain, params.namespaces.demo
-    try:
-        return f"spiffe://{td}{render_path(params.identity_path, ns, DEMO_SERVICE_ACCOUNT, td)}"
-    except InputError:
-        return None
 
 
 def parse_params(data: dict[str, Any]) -> GuideParams:

@@ -6,8 +6,7 @@ from meshid import tools
 from meshid.errors import ExternalCallError
 from meshid.helm import Helm
 from meshid.manifests import MANAGED_BY, MANAGED_BY_LABEL
-from meshid.models import DEMO_SERVICE_ACCOUNT, ProviderName
-from meshid.spiffe import render_path
+from meshid.models import ProviderName
 from meshid.stages.context import RunContext
 from meshid.stages.output import StageOutput
 
@@ -22,7 +21,7 @@ def run(ctx: RunContext, out: StageOutput) -> None:
         f"({p.permission.type} {value})"))
     gap = p.permission_gap()
     out.check("MID007", gap is None, gap or f"{p.permission.type} {value} matches the demo workloads")
-    workload = f"spiffe://{p.trust_domain}{render_path(p.identity_path, p.namespaces.demo, DEMO_SERVICE_ACCOUNT, p.trust_domain)}"
+    workload = p.workload_id()
     out.check("MID004", True, f"identity_path renders {workload} for the demo workloads")
     charts = p.charts
     out.check("MID005", True, f"kong-mesh {charts.kong_mesh.version}, spire {charts.spire.version}, "

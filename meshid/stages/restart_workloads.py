@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from meshid.conditions import has_volume, live
-from meshid.identity import lists_identity, workload_id
+from meshid.identity import lists_identity
 from meshid.stages.context import RunContext
 from meshid.stages.output import StageOutput
 from meshid.stages.waits import checked_wait
@@ -35,7 +35,7 @@ def run(ctx: RunContext, out: StageOutput) -> None:
               f"pods without {SOCKET_VOLUME}: {', '.join(missing)}" if missing else
               f"{len(live(pods))} restarted pods carry {SOCKET_VOLUME}")
 
-    expected = workload_id(p)
+    expected = p.workload_id()
     checked_wait(out, "MID051", lambda: ctx.cluster.wait(
         f"MeshService {ns}/{IDENTITY_SERVICE} listing {expected}", "kuma.io/v1alpha1", "MeshService",
         lambda services: lists_identity(services, IDENTITY_SERVICE, expected), p.timeouts.wait_s, namespace=ns),
