@@ -1,15 +1,20 @@
 """A helm chart repository on 127.0.0.1: packages every chart under `sandbox/charts/` and serves index.yaml + tgz.
 
-Run as `python -m sandbox.chartrepo --out DIR --ready-file FILE [--port P]`; it writes its URL into FILE once
-it serves, so the guide's `helm repo add` / `helm upgrade --install --repo URL` work against it unchanged.
+Run as `python -m sandbox.chartrepo --ready-file FILE [--port P]`; it writes its URL into FILE once it serves, so
+the guide's `helm repo add` / `helm upgrade --install --repo URL` work against it unchanged. The packages are built
+once per content of `sandbox/charts/` and helm binary, under `<MESHID_HOME>/charts/<digest>/`, and shared (read
+only) by every sandbox.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
+import shutil
 import subprocess
 import sys
+import tempfile
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -32,6 +37,36 @@ def package(out: Path, charts_dir: Path = CHARTS_DIR) -> list[Path]:
     return sorted(out.glob("*.tgz"))
 
 
+def digest(charts_dir: Path = CHARTS_DIR) -> str:
+    """Hash of every file under `charts_dir` and of the helm binary that packages them."""
+    h = hashlib.sha256(str((binaries.bin_dir() / "helm").resolve()).encode())
+    for path in sorted(p for p in charts_dir.rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(charts_dir)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def packaged(charts_dir: Path = CHARTS_DIR) -> Path:
+    """The folder with this content's packages and index.yaml, packaging them first when no sandbox did yet.
+
+    Concurrent first calls each package into a temporary folder; the first rename wins and the others are dropped.
+    """
+    cache = binaries.home() / "charts"
+    target = cache / digest(charts_dir)
+    if (target / "index.yaml").is_file():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".packaging-", dir=cache))
+    try:
+        package(tmp, charts_dir)
+        tmp.rename(target)
+    except OSError:
+        if not (target / "index.yaml").is_file():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
 class _QuietHandler(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - signature of the base class
         sys.stderr.write("chartrepo: " + format % args + "\n")
@@ -51,12 +86,10 @@ def serve(out: Path, port: int, ready_file: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the chart repository process."""
     parser = argparse.ArgumentParser(prog="python -m sandbox.chartrepo", description=__doc__)
-    parser.add_argument("--out", type=Path, required=True, help="folder for the packaged charts and index.yaml")
     parser.add_argument("--ready-file", type=Path, required=True, help="file that receives the URL once serving")
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free port)")
     args = parser.parse_args(argv)
-    package(args.out)
-    serve(args.out, args.port, args.ready_file)
+    serve(packaged(), args.port, args.ready_file)
 
 
 if __name__ == "__main__":

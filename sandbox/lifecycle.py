@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +30,15 @@ KWOK_CRDS = ("PortForward", "ClusterPortForward", "Logs", "ClusterLogs", "Exec",
 COMPONENT_PORTS = ("etcdPeerPort", "etcdPort", "kubeApiserverPort", "kwokControllerPort", "kubeControllerManagerPort",
                    "kubeSchedulerPort")
 PORT_RANGE = range(21000, 32000)
+# The kube-controller-manager controllers what runs on a sandbox needs: workloads, hook Jobs, namespaces and cascading
+# deletion, service accounts, endpoints, PodDisruptionBudgets, aggregated roles, and node lifecycle (it lifts the
+# not-ready taint new nodes are created with). The rest (volumes, quotas, autoscaling, CSRs, cloud, ...) only cost
+# CPU when many sandboxes share two cores.
+CONTROLLERS = ("node-lifecycle-controller", "deployment-controller", "replicaset-controller", "statefulset-controller", "daemonset-controller",
+               "job-controller", "ttl-after-finished-controller", "namespace-controller",
+               "garbage-collector-controller", "pod-garbage-collector-controller", "serviceaccount-controller",
+               "root-ca-certificate-publisher-controller", "endpoints-controller", "endpointslice-controller",
+               "disruption-controller", "clusterrole-aggregation-controller")
 KWOKCTL_TIMEOUT_S = 300
 READY_TIMEOUT_S = 60
 
@@ -132,7 +142,10 @@ def _allocate_ports(state_dir: Path, api_port: int | None) -> dict[str, int]:
 def _kwok_config(path: Path, ports: dict[str, int]) -> None:
     lines = ["kind: KwokctlConfiguration", "apiVersion: config.kwok.x-k8s.io/v1alpha1", "options:",
              "  bindAddress: 127.0.0.1", "  runtime: binary"]
-    path.write_text("\n".join(lines + [f"  {key}: {port}" for key, port in ports.items()]) + "\n")
+    lines += [f"  {key}: {port}" for key, port in ports.items()]
+    lines += ["componentsPatches:", "- name: kube-controller-manager", "  extraArgs:", "  - key: controllers",
+              f"    value: {','.join(CONTROLLERS)}"]
+    path.write_text("\n".join(lines) + "\n")
 
 
 def _kwokctl(args: list[str], state_dir: Path, timeout_s: float = KWOKCTL_TIMEOUT_S) -> str:
@@ -205,8 +218,15 @@ def up(name: str, nodes: int = 1, api_port: int | None = None, tick_s: float = 5
 
 def _start(name: str, nodes: int, api_port: int | None, tick_s: float, timeout_s: float,
            state_dir: Path) -> SandboxInfo:
+    """Start the parts, overlapping what does not depend on each other: the chart repository needs no cluster and
+    comes up while kwokctl starts the control plane; the emulator needs only the API server and comes up while the
+    nodes register."""
     bin_dir = binaries.bin_dir()
     kubeconfig = state_dir / "kubeconfig.yaml"
+    logs = state_dir / "logs"
+    pids: dict[str, int] = {}
+    info = SandboxInfo(name=name, state_dir=state_dir, kubeconfig=kubeconfig, api_url="", chart_repo_url="",
+                       nodes=nodes, pids=pids, created_at=time.time())
     _kwok_config(state_dir / "kwokctl.yaml", _allocate_ports(state_dir, api_port))
     args = ["create", "cluster", "--name", name, "--runtime", "binary", "-c", str(state_dir / "kwokctl.yaml"),
             "--kubeconfig", str(kubeconfig), "--wait", f"{int(timeout_s)}s",
@@ -216,27 +236,24 @@ def _start(name: str, nodes: int, api_port: int | None, tick_s: float, timeout_s
     for component in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"):
         args += [f"--{component}-binary", str(bin_dir / component)]
     args += ["--kwok-controller-binary", str(bin_dir / "kwok")]
-    _kwokctl(args, state_dir, timeout_s + 30)
-    _kwokctl(["scale", "node", "--name", name, "--replicas", str(nodes)], state_dir)
-    _wait_nodes_ready(kubeconfig, nodes, timeout_s)
-
-    logs = state_dir / "logs"
-    pids: dict[str, int] = {}
-    info = SandboxInfo(name=name, state_dir=state_dir, kubeconfig=kubeconfig, api_url=_api_url(kubeconfig),
-                       chart_repo_url="", nodes=nodes, pids=pids, created_at=time.time())
     try:
-        ready = state_dir / "chartrepo.ready"
+        charts_ready = state_dir / "chartrepo.ready"
         pids["chartrepo"] = processes.start(
-            [sys.executable, "-m", "sandbox.chartrepo", "--out", str(state_dir / "charts"), "--ready-file",
-             str(ready)], logs / "chartrepo.log", env=_child_env())
-        info.chart_repo_url = processes.wait_ready(ready, pids["chartrepo"], "chart repository",
-                                                   logs / "chartrepo.log", READY_TIMEOUT_S)
+            [sys.executable, "-m", "sandbox.chartrepo", "--ready-file", str(charts_ready)], logs / "chartrepo.log",
+            env=_child_env())
+        _kwokctl(args, state_dir, timeout_s + 30)
+        info.api_url = _api_url(kubeconfig)
         _write_emulator_config(state_dir, {"tick_s": tick_s})
-        ready = state_dir / "emulator.ready"
+        emulator_ready = state_dir / "emulator.ready"
         pids["emulator"] = processes.start(
             [sys.executable, "-m", "sandbox.emulator", "--state-dir", str(state_dir)], logs / "emulator.log",
             env=_child_env())
-        processes.wait_ready(ready, pids["emulator"], "mesh emulator", logs / "emulator.log", READY_TIMEOUT_S)
+        _kwokctl(["scale", "node", "--name", name, "--replicas", str(nodes)], state_dir)
+        _wait_nodes_ready(kubeconfig, nodes, timeout_s)
+        info.chart_repo_url = processes.wait_ready(charts_ready, pids["chartrepo"], "chart repository",
+                                                   logs / "chartrepo.log", READY_TIMEOUT_S)
+        processes.wait_ready(emulator_ready, pids["emulator"], "mesh emulator", logs / "emulator.log",
+                             READY_TIMEOUT_S)
     finally:
         _save(info)
     return info
@@ -279,13 +296,17 @@ def down(name: str) -> None:
 
 
 def _teardown(name: str, state_dir: Path, pids: dict[str, int]) -> None:
-    for pid in pids.values():
-        processes.stop(pid)
+    """Stop the helpers while kwokctl stops the control plane (nothing of either is kept), then sweep leftovers."""
+    helpers = [threading.Thread(target=processes.stop, args=(pid,), daemon=True) for pid in pids.values()]
+    for thread in helpers:
+        thread.start()
     if (state_dir / "kwok").is_dir():
         try:
             _kwokctl(["delete", "cluster", "--name", name], state_dir, 120)
         except StartFailed:
             pass  # whatever kwokctl could not stop is killed below
+    for thread in helpers:
+        thread.join()
     _remove_leftovers(state_dir)
 
 

@@ -117,7 +117,11 @@ class PodServer:
         threading.Thread(target=self._http.serve_forever, name=f"pod-{pod['metadata']['name']}", daemon=True).start()
 
     def stop(self) -> None:
-        """Stop serving and close the port."""
+        """Stop serving and close the port, in the background: `shutdown` waits up to serve_forever's 0.5 s poll,
+        and a caller (the pod watch, or the emulator's exit) must not wait for each server in turn."""
+        threading.Thread(target=self._close, name=f"stop-{self.pod['metadata']['name']}", daemon=True).start()
+
+    def _close(self) -> None:
         self._http.shutdown()
         self._http.server_close()
 
