@@ -75,12 +75,14 @@ class PeakSampler:
 def run_fleet(size: int, concurrency: int, prefix: str) -> tuple[float, str]:
     """One validate fleet of `size` fresh sandbox targets: (wall seconds, outcome message)."""
     from flows.fleet import fleet
+    from flows.foreground import foreground
     from meshid.fleet import parse_fleet
 
     spec = parse_fleet({"mode": "validate", "concurrency": concurrency, "trust_domains": ["default.default.mesh.local"],
                         "targets": [{"name": f"{prefix}-{size}-{i}", "provider": "sandbox"} for i in range(size)]})
     started = time.monotonic()
-    state = fleet(spec=spec, return_state=True)
+    with foreground():  # as `meshid fleet` runs it
+        state = fleet(spec=spec, return_state=True)
     elapsed = time.monotonic() - started
     if not state.is_completed():
         raise SystemExit(f"the fleet of {size} failed, so its time means nothing: {state.message}")

@@ -111,10 +111,12 @@ def _run(args: argparse.Namespace) -> int:
     if params.target.kubeconfig:
         load_kubeconfig(params.target.kubeconfig, params.target.context)
     prefect_defaults()
+    from flows.foreground import foreground
     from flows.guide import guide
 
     json_path = args.json_report or str(Path(tempfile.mkdtemp(prefix="meshid-")) / "report.json")
-    state = guide(params=params, json_report=json_path, junit_report=args.junit, return_state=True)
+    with foreground():
+        state = guide(params=params, json_report=json_path, junit_report=args.junit, return_state=True)
     report = json.loads(Path(json_path).read_text()) if Path(json_path).is_file() else None
     if report is None:
         print(f"meshid: the run crashed before it wrote a report: {state.message}", file=sys.stderr)
@@ -235,9 +237,11 @@ def _fleet(args: argparse.Namespace) -> int:
                          "start `prefect server start`, set PREFECT_API_URL, and run again (or set approval: false)")
     prefect_defaults()
     from flows.fleet import fleet
+    from flows.foreground import foreground
 
     json_path = args.json_report or str(Path(tempfile.mkdtemp(prefix="meshid-fleet-")) / "fleet.json")
-    state = fleet(spec=spec, json_report=json_path, junit_report=args.junit, return_state=True)
+    with foreground():
+        state = fleet(spec=spec, json_report=json_path, junit_report=args.junit, return_state=True)
     if not Path(json_path).is_file():
         print(f"meshid: the fleet run crashed before it wrote a report: {state.message}", file=sys.stderr)
         return EXIT_FAILED

@@ -25,6 +25,15 @@ class Release:
     chart: str
     app_version: str
 
+    @classmethod
+    def from_json(cls, text: str, namespace: str) -> Release:
+        """The release in helm's `-o json` output (of `status`, `upgrade` or `install`)."""
+        data = json.loads(text)
+        chart = data.get("chart", {}).get("metadata", {})
+        return cls(name=data["name"], namespace=data.get("namespace", namespace), revision=data["version"],
+                   status=data["info"]["status"], chart=f"{chart.get('name')}-{chart.get('version')}",
+                   app_version=str(chart.get("appVersion", "")))
+
 
 @dataclass
 class Helm:
@@ -53,7 +62,7 @@ class Helm:
                         reuse_values: bool = False) -> Release:
         """`helm upgrade --install` (creating the namespace), waiting for readiness when `wait`."""
         args = ["upgrade", "--install", release, chart, "--namespace", namespace, "--create-namespace",
-                "--timeout", f"{int(timeout_s)}s"]
+                "--timeout", f"{int(timeout_s)}s", "--output", "json"]
         if repo:
             args += ["--repo", repo]
         if version:
@@ -64,11 +73,13 @@ class Helm:
             args += ["--reuse-values"]
         for value in values:
             args += ["--set", value]
-        self.run(args, f"helm upgrade --install {release}", timeout_s + GRACE_S)
-        status = self.status(release, namespace)
-        if status is None:
-            raise ExternalCallError(f"helm upgrade --install {release}", "release not found after install")
-        return status
+        out = self.run(args, f"helm upgrade --install {release}", timeout_s + GRACE_S)
+        try:
+            return Release.from_json(out, namespace)
+        except (ValueError, KeyError) as exc:
+            # not the output itself: it holds the release's values
+            raise ExternalCallError(f"helm upgrade --install {release}",
+                                    f"helm printed no readable release JSON ({type(exc).__name__})") from None
 
     def status(self, release: str, namespace: str, timeout_s: float = 60) -> Release | None:
         """The release, or None when it is not installed."""
@@ -79,11 +90,7 @@ class Helm:
             if RELEASE_NOT_FOUND in exc.detail:
                 return None
             raise
-        data = json.loads(out)
-        chart = data.get("chart", {}).get("metadata", {})
-        return Release(name=data["name"], namespace=data.get("namespace", namespace), revision=data["version"],
-                       status=data["info"]["status"], chart=f"{chart.get('name')}-{chart.get('version')}",
-                       app_version=str(chart.get("appVersion", "")))
+        return Release.from_json(out, namespace)
 
     def rollback(self, release: str, namespace: str, revision: int, timeout_s: float = 300) -> None:
         """Return a release to an earlier revision (what a rollout undoes when it upgraded an existing release)."""

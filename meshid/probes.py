@@ -102,8 +102,11 @@ class Expectation:
 
 
 def expect(probe: Probe, want: Callable[[HttpExchange], bool], consecutive: int, timeout_s: float,
-           interval_s: float = 0.5) -> Expectation:
-    """Call until `want` holds `consecutive` times in a row (transient answers skipped) or `timeout_s` passes."""
+           interval_s: float = 0.25, streak_interval_s: float = 0.1) -> Expectation:
+    """Call until `want` holds `consecutive` times in a row (transient answers skipped) or `timeout_s` passes.
+
+    Calls are `interval_s` apart while waiting for the first wanted answer, `streak_interval_s` apart after it.
+    """
     start = time.monotonic()
     calls = noise = streak = 0
     last = HttpExchange(status=None, body="", error="no call made")
@@ -119,4 +122,4 @@ def expect(probe: Probe, want: Callable[[HttpExchange], bool], consecutive: int,
         elapsed = time.monotonic() - start
         if streak >= consecutive or elapsed + interval_s > timeout_s:
             return Expectation(streak >= consecutive, last, calls, noise, elapsed, streak)
-        time.sleep(interval_s if streak == 0 else min(interval_s, 0.2))
+        time.sleep(interval_s if streak == 0 else min(interval_s, streak_interval_s))
