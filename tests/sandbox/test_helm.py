@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import uuid
 
 import httpx
 import yaml
-from kubernetes import client
+from kubernetes import client, config
 
-from sandbox import binaries
+from meshid.helm import Helm
+from sandbox import binaries, chartrepo
 
 HELM_TIMEOUT_S = 180
 
@@ -56,3 +58,37 @@ def test_helm_install_wait_from_the_local_repository_then_uninstall_cleans_up(ap
             if c.metadata.name.startswith("demo-")] == []
     assert core.list_namespaced_service(ns).items == []
     core.delete_namespace(ns)
+
+
+def test_meshid_helm_reports_each_revision_it_installs_and_uninstall_says_whether_there_was_one(
+        kubeconfig, chart_repo_url, tmp_path):
+    ns = f"m-{uuid.uuid4().hex[:6]}"
+    helm = Helm(kubeconfig, binary=str(binaries.bin_dir() / "helm"), home=tmp_path)
+    assert helm.status("demo", ns) is None
+    first = helm.upgrade_install("demo", "hello", ns, repo=chart_repo_url, version=None, timeout_s=120)
+    assert (first.name, first.namespace, first.revision, first.status) == ("demo", ns, 1, "deployed")
+    assert first.chart.startswith("hello-")
+    second = helm.upgrade_install("demo", "hello", ns, repo=chart_repo_url, version=None, values=["replicas=1"],
+                                  timeout_s=120)
+    assert second.revision == 2 and helm.status("demo", ns) == second
+    assert helm.uninstall("demo", ns, timeout_s=60) is True
+    assert helm.uninstall("demo", ns, timeout_s=60) is False
+    client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig))).delete_namespace(ns)
+
+
+def test_chart_packages_are_built_once_per_content_and_rebuilt_when_a_chart_changes(tmp_path, monkeypatch):
+    built_binaries = binaries.bin_dir()
+    monkeypatch.setenv("MESHID_HOME", str(tmp_path / "home"))  # an empty package cache
+    monkeypatch.setattr(binaries, "bin_dir", lambda: built_binaries)
+    charts = tmp_path / "charts"
+    shutil.copytree(chartrepo.CHARTS_DIR / "hello", charts / "hello")
+    first = chartrepo.packaged(charts)
+    built = (first / "index.yaml").stat().st_mtime_ns
+    assert chartrepo.packaged(charts) == first and (first / "index.yaml").stat().st_mtime_ns == built
+    assert "hello" in yaml.safe_load((first / "index.yaml").read_text())["entries"]
+
+    chart_yaml = charts / "hello" / "Chart.yaml"
+    chart_yaml.write_text(chart_yaml.read_text() + "\n# changed\n")
+    changed = chartrepo.packaged(charts)
+    assert changed != first and (changed / "index.yaml").is_file()
+    assert not list(changed.parent.glob(".packaging-*")), "no temporary folder is left behind"
