@@ -4,7 +4,7 @@ Each round runs both on fresh sandboxes, alternating which goes first; the last 
 pipeline / shell as `ratio=<x>` (target: 0.8 or less).
 
 Run it inside a private network namespace:
-    unshare -n sh -c 'ip link set lo up; exec .venv/bin/python bench/guide_vs_shell.py --rounds 3'
+    unshare -n sh -c 'ip link set lo up; exec .venv/bin/python bench/guide_vs_shell.py'
 
 The pipeline talks to one `prefect server start` shared by all rounds, as scheduled and UI runs do; Prefect's
 one-off server start-up is measured and printed once, separately (`--ephemeral` runs each pipeline with its own
@@ -76,10 +76,13 @@ def _timed(argv: list[str], env: dict[str, str], log: Path) -> float:
 def main() -> None:
     """Run the rounds and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of one pipeline run and one shell run (>= 3)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of one pipeline run and one shell run (>= 3; "
+                        "the default 5, as a sandbox's start alone varies by up to 2 s)")
     parser.add_argument("--tick", type=float, default=1.0, help="emulator status tick for both, seconds")
     parser.add_argument("--ephemeral", action="store_true", help="each pipeline run starts its own Prefect server")
     args = parser.parse_args()
+    if args.rounds < 3:
+        parser.error(f"--rounds {args.rounds}: a median needs at least 3 rounds")
     work = Path(tempfile.mkdtemp(prefix="meshid-bench-"))
     base = {**os.environ, "MESHID_SANDBOX_TICK_S": str(args.tick), "SANDBOX_TICK": str(args.tick),
             "MESHID_RUNS_DIR": str(work / "runs"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}

@@ -11,12 +11,12 @@ from meshid.errors import ExternalCallError
 from meshid.subprocesses import run_cli
 
 GRACE_S = 30  # the subprocess timeout exceeds helm's own --timeout by this much
-RELEASE_NOT_FOUND = "release: not found"  # helm status / uninstall of a release that is not installed
+RELEASE_NOT_FOUND = "release: not found"  # helm get metadata / uninstall of a release that is not installed
 
 
 @dataclass(frozen=True)
 class Release:
-    """A helm release as `helm status -o json` reports it."""
+    """A helm release: what `helm get metadata` and `helm upgrade --install -o json` report of it."""
 
     name: str
     namespace: str
@@ -26,13 +26,21 @@ class Release:
     app_version: str
 
     @classmethod
-    def from_json(cls, text: str, namespace: str) -> Release:
-        """The release in helm's `-o json` output (of `status`, `upgrade` or `install`)."""
+    def from_release_json(cls, text: str, namespace: str) -> Release:
+        """The release in `helm upgrade --install -o json` output (the whole release object)."""
         data = json.loads(text)
-        chart = data.get("chart", {}).get("metadata", {})
+        chart = data["chart"]["metadata"]
         return cls(name=data["name"], namespace=data.get("namespace", namespace), revision=data["version"],
-                   status=data["info"]["status"], chart=f"{chart.get('name')}-{chart.get('version')}",
+                   status=data["info"]["status"], chart=f"{chart['name']}-{chart['version']}",
                    app_version=str(chart.get("appVersion", "")))
+
+    @classmethod
+    def from_metadata_json(cls, text: str, namespace: str) -> Release:
+        """The release in `helm get metadata -o json` output (helm 4's `status -o json` no longer names the chart)."""
+        data = json.loads(text)
+        return cls(name=data["name"], namespace=data.get("namespace", namespace), revision=data["revision"],
+                   status=data["status"], chart=f"{data['chart']}-{data['version']}",
+                   app_version=str(data.get("appVersion", "")))
 
 
 @dataclass
@@ -75,7 +83,7 @@ class Helm:
             args += ["--set", value]
         out = self.run(args, f"helm upgrade --install {release}", timeout_s + GRACE_S)
         try:
-            return Release.from_json(out, namespace)
+            return Release.from_release_json(out, namespace)
         except (ValueError, KeyError) as exc:
             # not the output itself: it holds the release's values
             raise ExternalCallError(f"helm upgrade --install {release}",
@@ -84,13 +92,13 @@ class Helm:
     def status(self, release: str, namespace: str, timeout_s: float = 60) -> Release | None:
         """The release, or None when it is not installed."""
         try:
-            out = self.run(["status", release, "--namespace", namespace, "-o", "json"], f"helm status {release}",
-                           timeout_s)
+            out = self.run(["get", "metadata", release, "--namespace", namespace, "-o", "json"],
+                           f"helm get metadata {release}", timeout_s)
         except ExternalCallError as exc:
             if RELEASE_NOT_FOUND in exc.detail:
                 return None
             raise
-        return Release.from_json(out, namespace)
+        return Release.from_metadata_json(out, namespace)
 
     def rollback(self, release: str, namespace: str, revision: int, timeout_s: float = 300) -> None:
         """Return a release to an earlier revision (what a rollout undoes when it upgraded an existing release)."""

@@ -67,7 +67,7 @@ def test_meshid_helm_reports_each_revision_it_installs_and_uninstall_says_whethe
     assert helm.status("demo", ns) is None
     first = helm.upgrade_install("demo", "hello", ns, repo=chart_repo_url, version=None, timeout_s=120)
     assert (first.name, first.namespace, first.revision, first.status) == ("demo", ns, 1, "deployed")
-    assert first.chart.startswith("hello-")
+    assert first.chart.startswith("hello-") and helm.status("demo", ns) == first
     second = helm.upgrade_install("demo", "hello", ns, repo=chart_repo_url, version=None, values=["replicas=1"],
                                   timeout_s=120)
     assert second.revision == 2 and helm.status("demo", ns) == second
