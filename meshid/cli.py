@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -279,11 +278,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from meshid.errors import InputError
     from sandbox.errors import SandboxError, StartFailed
 
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `meshid ... | head` ends quietly
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
+    except BrokenPipeError:
+        # `meshid ... | head`: the reader left, so end quietly. SIGPIPE stays ignored (Python's default): with it
+        # restored, a port-forward thread writing to a socket its peer had closed would kill the whole run.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
     except InputError as exc:
         print(f"meshid: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
