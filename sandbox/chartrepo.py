@@ -59,9 +59,10 @@ def packaged(charts_dir: Path = CHARTS_DIR) -> Path:
     try:
         package(tmp, charts_dir)
         tmp.rename(target)
-    except OSError:
+    except OSError as exc:
         if not (target / "index.yaml").is_file():
-            raise
+            raise OSError(f"cannot store the chart packages in {target} ({exc}); if that folder is left from an "
+                          f"interrupted run, remove it and start the sandbox again") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
