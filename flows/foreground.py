@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-HEARTBEAT_ENV = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
+HEARTBEAT_ENV = PREFECT_FLOWS_HEARTBEAT_FREQUENCY.name  # the environment variable that sets it
 
 
 @contextmanager

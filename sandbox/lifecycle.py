@@ -34,8 +34,8 @@ PORT_RANGE = range(21000, 32000)
 # deletion, service accounts, endpoints, PodDisruptionBudgets, aggregated roles, and node lifecycle (it lifts the
 # not-ready taint new nodes are created with). The rest (volumes, quotas, autoscaling, CSRs, cloud, ...) only cost
 # CPU when many sandboxes share two cores.
-CONTROLLERS = ("node-lifecycle-controller", "deployment-controller", "replicaset-controller", "statefulset-controller", "daemonset-controller",
-               "job-controller", "ttl-after-finished-controller", "namespace-controller",
+CONTROLLERS = ("node-lifecycle-controller", "deployment-controller", "replicaset-controller", "statefulset-controller",
+               "daemonset-controller", "job-controller", "ttl-after-finished-controller", "namespace-controller",
                "garbage-collector-controller", "pod-garbage-collector-controller", "serviceaccount-controller",
                "root-ca-certificate-publisher-controller", "endpoints-controller", "endpointslice-controller",
                "disruption-controller", "clusterrole-aggregation-controller")
