@@ -17,8 +17,6 @@ from pathlib import Path
 
 import httpx
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import (create_markdown_artifact, create_progress_artifact, create_table_artifact,
-                               update_progress_artifact)
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
@@ -44,6 +42,7 @@ from meshid.results import Outcome, RunReport, TargetRef
 from meshid.settings import load_settings
 from meshid.stages.context import RunContext
 from meshid.stages.runner import describe
+from tasks import artifact_sink
 from tasks.plan import plan
 from tasks.rollback import rollback
 
@@ -54,6 +53,22 @@ _ACQUIRING = threading.Lock()  # one slot acquisition at a time in this process 
 OnResult = Callable[[TargetResult], None]
 
 
+def _target_report(ctx: RunContext, mode: FleetMode) -> RunReport:
+    """The plan stage alone, or the guide (with the rollback of a failed rollout)."""
+    if mode is FleetMode.PLAN:
+        started = datetime.now(UTC)
+        stage = resolve("plan", plan.submit(quote(ctx)), ctx)
+        target = ctx.params.target
+        report = RunReport.build(run_id=ctx.run_id, target=TargetRef(name=target.name, provider=target.provider.value),
+                                 trust_domain=ctx.params.trust_domain, stages=[stage],
+                                 versions={"meshid": __version__, **ctx.versions}, started_at=started)
+        reports.write_json(report, ctx.run_dir / "report.json")
+        return report
+    report = run_guide(ctx)
+    if mode is FleetMode.ROLLOUT and report.outcome is Outcome.FAILED and ctx.ledger.entries:
+        report = report.model_copy(update={"stages": [*report.stages,
+                                                      resolve("rollback", rollback.submit(quote(ctx)), ctx)]})
+    return report
 
 
 @flow(name="fleet-target", flow_run_name="{mode}-{params.target.name}-{params.trust_domain}",
@@ -67,19 +82,8 @@ def fleet_target(params: GuideParams, mode: FleetMode, wave: int | None = None) 
         wave: the rollout wave (0 is the canary).
     """
     ctx = RunContext.create(params, load_settings(), kubeconfig_text=kubeconfig_from_block(params))
-    if mode is FleetMode.PLAN:
-        started = datetime.now(UTC)
-        stage = resolve("plan", plan.submit(quote(ctx)), ctx)
-        report = RunReport.build(run_id=ctx.run_id, target=TargetRef(name=params.target.name,
-                                                                      provider=params.target.provider.value),
-                                 trust_domain=params.trust_domain, stages=[stage],
-                                 versions={"meshid": __version__, **ctx.versions}, started_at=started)
-        reports.write_json(report, ctx.run_dir / "report.json")
-    else:
-        report = run_guide(ctx)
-        if mode is FleetMode.ROLLOUT and report.outcome is Outcome.FAILED and ctx.ledger.entries:
-            report = report.model_copy(update={"stages": [*report.stages,
-                                                          resolve("rollback", rollback.submit(quote(ctx)), ctx)]})
+    with artifact_sink.publishing():
+        report = _target_report(ctx, mode)
     result = TargetResult.from_report(report, wave=wave, run_url=flow_run.ui_url)
     where = f"{params.target.name} ({params.trust_domain})"
     if result.outcome is Outcome.PASSED:
@@ -249,10 +253,9 @@ def rollout(spec: FleetSpec, fleet_run_id: str, runs_dir: Path, runner: ThreadPo
 def _publish(report: FleetReport, runs_dir: Path, json_report: str | None, junit_report: str | None) -> None:
     """Summary table and markdown artifacts; JSON, JUnit and markdown in the fleet run dir and the given paths."""
     mode = report.mode.value
-    create_table_artifact(report.rows(), key=f"fleet-{mode}-summary",
-                          description=f"fleet {mode} {report.fleet_run_id}: {report.outcome.value}")
-    create_markdown_artifact(report.markdown(), key=f"fleet-{mode}-report",
-                             description=f"fleet {mode} {report.fleet_run_id}: {report.outcome.value}")
+    described = f"fleet {mode} {report.fleet_run_id}: {report.outcome.value}"
+    artifact_sink.table(f"fleet-{mode}-summary", report.rows(), described)
+    artifact_sink.markdown(f"fleet-{mode}-report", report.markdown(), described)
     folder = fleet_dir(runs_dir, report.fleet_run_id)
     run_reports = [r.junit_report() for r in report.results]
     for json_path, junit_path in ((folder / "fleet.json", folder / "junit.xml"), (json_report, junit_report)):
@@ -266,7 +269,7 @@ def _publish(report: FleetReport, runs_dir: Path, json_report: str | None, junit
 def _announcer(total: int, mode: str) -> OnResult:
     """What happens as each target's result comes in: a Prefect event, the progress artifact, a log line."""
     logger = get_run_logger()
-    progress = create_progress_artifact(0.0, key=f"fleet-{mode}-progress", description=f"fleet {mode}: targets done")
+    progress = artifact_sink.progress(f"fleet-{mode}-progress", f"fleet {mode}: targets done")
     done: list[str] = []
 
     def announce(result: TargetResult) -> None:
@@ -275,7 +278,7 @@ def _announcer(total: int, mode: str) -> OnResult:
                    resource={"prefect.resource.id": f"meshid.target.{result.target}.{result.trust_domain}",
                              "prefect.resource.name": result.key},
                    payload=result.to_json_dict())
-        update_progress_artifact(progress, 100.0 * len(done) / total)
+        progress(100.0 * len(done) / total)
         logger.info("%s: %s%s", result.key, result.outcome.value,
                     f" at {result.failed_stage}" if result.failed_stage else f" ({result.reason})" if result.reason
                     else "")
@@ -296,22 +299,23 @@ def fleet(spec: FleetSpec, json_report: str | None = None, junit_report: str | N
     rolling = spec.mode is FleetMode.ROLLOUT
     order = jobs(spec, [t for wave in plan_waves(spec) for t in wave] if rolling else spec.targets)
     _ensure_locks({job.lock for job in order})
-    announce = _announcer(len(order), spec.mode.value)
-    with ThreadPoolTaskRunner(max_workers=spec.concurrency) as runner:
-        if rolling:
-            report = rollout(spec, fleet_run_id, runs_dir, runner, announce)
-        else:
-            scheduler = Scheduler(order, spec.concurrency, spec.fail_fast, CircuitBreaker(spec.circuit_breaker))
-            results = run_jobs(runner, scheduler, spec, announce)
-            report = FleetReport(fleet_run_id=fleet_run_id, mode=spec.mode, results=results,
-                                 halted=scheduler.stopped)
-    rank = {job.key: i for i, job in enumerate(order)}
-    report = report.model_copy(update={"results": sorted(report.results, key=lambda r: rank[r.key])})
-    _publish(report, runs_dir, json_report, junit_report)
-    if deployment.id and spec.mode is FleetMode.VALIDATE:  # deployed validations (the nightly) feed the trend
-        from flows.trends import publish_trend
+    with artifact_sink.publishing():
+        announce = _announcer(len(order), spec.mode.value)
+        with ThreadPoolTaskRunner(max_workers=spec.concurrency) as runner:
+            if rolling:
+                report = rollout(spec, fleet_run_id, runs_dir, runner, announce)
+            else:
+                scheduler = Scheduler(order, spec.concurrency, spec.fail_fast, CircuitBreaker(spec.circuit_breaker))
+                results = run_jobs(runner, scheduler, spec, announce)
+                report = FleetReport(fleet_run_id=fleet_run_id, mode=spec.mode, results=results,
+                                     halted=scheduler.stopped)
+        rank = {job.key: i for i, job in enumerate(order)}
+        report = report.model_copy(update={"results": sorted(report.results, key=lambda r: rank[r.key])})
+        _publish(report, runs_dir, json_report, junit_report)
+        if deployment.id and spec.mode is FleetMode.VALIDATE:  # deployed validations (the nightly) feed the trend
+            from flows.trends import publish_trend
 
-        publish_trend(report.to_json_dict())
+            publish_trend(report.to_json_dict())
     counts = {o: sum(r.outcome is o for r in report.results) for o in Outcome}
     summary = ", ".join(f"{n} {o.value}" for o, n in counts.items() if n)
     message = f"fleet {spec.mode.value} {report.outcome.value}: {summary}" + (

@@ -7,8 +7,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import (create_markdown_artifact, create_progress_artifact, create_table_artifact,
-                               update_progress_artifact)
 from prefect.futures import PrefectFuture
 from prefect.states import Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -24,6 +22,7 @@ from meshid.stages.runner import describe
 from tasks import (apply_demo, apply_mesh_identity, apply_permission, cleanup, cluster_start,
                    connectivity_after_permission, connectivity_before_permission, enable_injection,
                    install_kong_mesh, install_spire, preflight, register_spiffe_ids, restart_workloads)
+from tasks import artifact_sink
 from tasks.stage import StageFailed, artifact_key
 
 TASKS = {task.name: task for task in (
@@ -100,19 +99,18 @@ def _diagnose(ctx: RunContext) -> diagnostics.Diagnostics | None:
     diag = diagnostics.collect(ctx.cluster, ctx.helm, [ns.control_plane, ns.demo, ns.spire],
                                [("kong-mesh", ns.control_plane), (ns.spire_release, ns.spire), ("spire-crds", ns.spire)],
                                ctx.run_dir / "diagnostics", DIAGNOSTIC_KINDS)
-    create_markdown_artifact(diag.markdown(), key=artifact_key(ctx, "diagnostics"),
-                             description=f"diagnostics of {ctx.run_id} (files in {ctx.run_dir / 'diagnostics'})")
+    artifact_sink.markdown(artifact_key(ctx, "diagnostics"), diag.markdown(),
+                           f"diagnostics of {ctx.run_id} (files in {ctx.run_dir / 'diagnostics'})")
     return diag
 
 
 def run_guide(ctx: RunContext) -> RunReport:
     """Every stage, diagnostics on failure, cleanup always; returns the run's report (files in the run dir)."""
     started = datetime.now(UTC)
-    progress = create_progress_artifact(0.0, key=artifact_key(ctx, "progress"),
-                                        description=f"stages of {ctx.run_id}")
+    progress = artifact_sink.progress(artifact_key(ctx, "progress"), f"stages of {ctx.run_id}")
 
     def advance(results: dict[str, StageResult]) -> None:
-        update_progress_artifact(progress, 100.0 * len(results) / len(STAGES))
+        progress(100.0 * len(results) / len(STAGES))
 
     results = run_stages(ctx, advance)
     ctx.run_failed = any(r.outcome is Outcome.FAILED for r in results.values())
@@ -132,10 +130,9 @@ def run_guide(ctx: RunContext) -> RunReport:
                              diagnostics_dir=diag_dir)
     reports.write_json(report, ctx.run_dir / "report.json")
     reports.write_junit([report], ctx.run_dir / "junit.xml")
-    create_markdown_artifact(reports.run_summary_markdown(report), key=artifact_key(ctx, "summary"),
-                             description=f"{ctx.run_id}: {report.outcome.value}")
-    create_table_artifact(reports.summary_rows(report), key=artifact_key(ctx, "stages"),
-                          description=f"stages of {ctx.run_id}")
+    artifact_sink.markdown(artifact_key(ctx, "summary"), reports.run_summary_markdown(report),
+                           f"{ctx.run_id}: {report.outcome.value}")
+    artifact_sink.table(artifact_key(ctx, "stages"), reports.summary_rows(report), f"stages of {ctx.run_id}")
     return report
 
 
@@ -151,7 +148,8 @@ def guide(params: GuideParams = GuideParams(), json_report: str | None = None,
         junit_report: also write the JUnit XML (one testcase per stage) here.
     """
     ctx = RunContext.create(params, load_settings(), kubeconfig_text=kubeconfig_from_block(params))
-    report = run_guide(ctx)
+    with artifact_sink.publishing():
+        report = run_guide(ctx)
     if json_report:
         reports.write_json(report, Path(json_report))
     if junit_report:

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from prefect import get_run_logger
-from prefect.artifacts import Artifact, create_markdown_artifact, create_table_artifact
+from prefect.artifacts import Artifact
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, \
     FlowRunFilterDeploymentId
@@ -20,6 +20,7 @@ from prefect.client.schemas.sorting import ArtifactSort
 from prefect.runtime import deployment, flow_run
 
 from meshid import trends
+from tasks import artifact_sink
 
 REPORT_KEY = "fleet-report"
 TREND_KEY = "nightly-trend"
@@ -48,8 +49,7 @@ def publish_trend(fleet_report: dict[str, Any]) -> None:
              description=f"fleet report of {night.run}, read back by the nightly trend").create()
     trend = trends.compute([*earlier, night])
     state = f"failing for {trend.streak} night(s)" if trend.streak else "green"
-    create_markdown_artifact(trends.markdown(trend), key=TREND_KEY,
-                             description=f"{trend.nights} night(s), {state}")
-    create_table_artifact(trends.rows(trend), key=f"{TREND_KEY}-stages",
-                          description=f"pass rate and duration per stage over {trend.nights} night(s)")
+    artifact_sink.markdown(TREND_KEY, trends.markdown(trend), f"{trend.nights} night(s), {state}")
+    artifact_sink.table(f"{TREND_KEY}-stages", trends.rows(trend),
+                        f"pass rate and duration per stage over {trend.nights} night(s)")
     get_run_logger().info("nightly trend over %d run(s): %s", trend.nights, state)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from prefect import Task, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.runtime import task_run as current_task_run
@@ -20,6 +19,7 @@ from meshid.errors import MeshidError, is_transient
 from meshid.results import Outcome, StageResult
 from meshid.stages.context import RunContext, slug
 from meshid.stages.runner import StageBody, run_stage
+from tasks import artifact_sink
 
 RETRIES = 2
 RETRY_DELAYS_S = [2, 5]
@@ -53,13 +53,12 @@ def artifact_key(ctx: RunContext, suffix: str) -> str:
 
 
 def publish(ctx: RunContext, result: StageResult) -> None:
-    """The stage's summary (markdown) and what it touched (table) as keyed artifacts."""
+    """The stage's summary (markdown) and what it touched (table) as keyed artifacts (queued: see artifact_sink)."""
     key = artifact_key(ctx, result.name)
-    create_markdown_artifact(reports.stage_markdown(result), key=key,
-                             description=f"{result.name}: {result.outcome.value}")
+    artifact_sink.markdown(key, reports.stage_markdown(result), f"{result.name}: {result.outcome.value}")
     rows = reports.touched_rows(result)
     if rows:
-        create_table_artifact(rows, key=f"{key}-touched", description=f"what {result.name} touched")
+        artifact_sink.table(f"{key}-touched", rows, f"what {result.name} touched")
 
 
 def stage_task(name: str, body: StageBody) -> Task:
