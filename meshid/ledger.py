@@ -58,6 +58,11 @@ class Ledger:
                 self.entries.append(entry)
             self._save()
 
+    def recorded(self, entry: Entry) -> Entry | None:
+        """The run's record of the same thing as `entry`, if it made one."""
+        with self._lock:
+            return next((e for e in self.entries if entry.same(e)), None)
+
     def forget(self, entry: Entry) -> None:
         """Drop a change once it has been undone."""
         with self._lock:

@@ -102,9 +102,13 @@ class RunContext:
 
         Without `wait`, helm returns once the objects are created and the stage watches for the readiness it needs.
         """
+        created_namespace = AppliedObject("v1", "Namespace", namespace, None, True)
         if self.cluster.get("v1", "Namespace", namespace) is None:  # helm --create-namespace makes it: undo knows
-            self.ledger.record(AppliedObject("v1", "Namespace", namespace, None, True))
-        before = self.helm.status(release, namespace)
+            self.ledger.record(created_namespace)
+        # A namespace this run created holds only releases this run recorded: for a new one, helm need not be asked.
+        new_release = (self.ledger.recorded(created_namespace) == created_namespace
+                       and self.ledger.recorded(AppliedRelease(release, namespace, None)) is None)
+        before = None if new_release else self.helm.status(release, namespace)
         self.ledger.record(AppliedRelease(release, namespace, before.revision if before else None))
         installed = self.helm.upgrade_install(
             release, source.chart, namespace, repo=self.chart_repo(source), version=source.version, values=values,
