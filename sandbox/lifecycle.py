@@ -172,21 +172,26 @@ def _api_url(kubeconfig: Path) -> str:
 
 
 def _wait_nodes_ready(kubeconfig: Path, count: int, timeout_s: float) -> None:
-    from kubernetes import client, config, watch
+    from kubernetes import config
 
-    api = client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
+    from sandbox.rawapi import watch
+
+    api = config.new_client_from_config(config_file=str(kubeconfig))
     ready: set[str] = set()
     last = "no node seen"
     deadline = time.monotonic() + timeout_s
-    while len(ready) < count and time.monotonic() < deadline:
-        stream = watch.Watch()
-        for event in stream.stream(api.list_node, timeout_seconds=max(1, int(deadline - time.monotonic()))):
-            node = event["object"]
-            conds = {c.type: c.status for c in (node.status.conditions or [])}
-            last = f"node {node.metadata.name} Ready={conds.get('Ready', 'unknown')}"
-            (ready.add if conds.get("Ready") == "True" else ready.discard)(node.metadata.name)
-            if len(ready) >= count:
-                stream.stop()
+    try:
+        while len(ready) < count and time.monotonic() < deadline:
+            for event in watch(api, "/api/v1/nodes", max(1, int(deadline - time.monotonic()))):
+                node = event["object"]
+                name = node.get("metadata", {}).get("name", "?")
+                conds = {c.get("type"): c.get("status") for c in (node.get("status") or {}).get("conditions") or []}
+                last = f"node {name} Ready={conds.get('Ready', 'unknown')}"
+                (ready.add if event["type"] != "DELETED" and conds.get("Ready") == "True" else ready.discard)(name)
+                if len(ready) >= count:
+                    break
+    finally:
+        api.close()
     if len(ready) < count:
         raise StartFailed(f"waited {timeout_s:.0f} s for {count} Ready nodes, saw {len(ready)}; last: {last}")
 

@@ -13,9 +13,10 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from kubernetes import client
+from kubernetes.client import ApiClient
 
 from sandbox.emulator.kubeapi import MERGE, STRATEGIC, TIMEOUT_S
+from sandbox.rawapi import path, request
 
 PATCH_TYPES = {"merge": MERGE, "strategic": STRATEGIC, "json": "application/json-patch+json"}
 
@@ -58,17 +59,17 @@ def job_patch(job: Mapping) -> KubectlPatch | None:
     return None
 
 
-def run(api: client.ApiClient, job: Mapping) -> str | None:
+def run(api: ApiClient, job: Mapping) -> str | None:
     """Apply the Job's kubectl patch, if it has one; return what was done (for the log)."""
     found = job_patch(job)
     if found is None:
         return None
-    kwargs = {"_content_type": found.content_type, "_request_timeout": TIMEOUT_S}
     if found.resource in ("namespace", "namespaces", "ns"):
-        client.CoreV1Api(api).patch_namespace(found.name, found.body, **kwargs)
+        where = path("", "v1", "namespaces", "", found.name)
     elif found.resource in ("validatingwebhookconfiguration", "validatingwebhookconfigurations"):
-        client.AdmissionregistrationV1Api(api).patch_validating_webhook_configuration(found.name, found.body, **kwargs)
+        where = path("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations", "", found.name)
     else:
         return None
+    request(api, "PATCH", where, body=found.body, content_type=found.content_type, timeout_s=TIMEOUT_S)
     meta = job["metadata"]
     return f"ran kubectl patch {found.resource} {found.name} for hook Job {meta['namespace']}/{meta['name']}"

@@ -6,15 +6,15 @@ Kinds backed by a CRD wait until the CRD is established, so the emulator can sta
 
 from __future__ import annotations
 
-import functools
-import json
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kubernetes import client, watch
+from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
+
+from sandbox.rawapi import path, request, watch
 
 WATCH_TIMEOUT_S = 60
 REQUEST_TIMEOUT_S = WATCH_TIMEOUT_S + 30
@@ -64,7 +64,7 @@ def _established(crd: Obj) -> bool:
 class Store:
     """Thread-safe mirror of every kind in ALL_KINDS."""
 
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: ApiClient) -> None:
         self._api = api
         self._lock = threading.Lock()
         self._objects: dict[Kind, dict[tuple[str, str], Obj]] = {k: {} for k in ALL_KINDS}
@@ -104,27 +104,16 @@ class Store:
         """Ask the watch threads to end after their current watch call."""
         self._stop.set()
 
-    def _list_func(self, kind: Kind) -> Callable:
-        core, batch = client.CoreV1Api(self._api), client.BatchV1Api(self._api)
-        builtin = {PODS: core.list_pod_for_all_namespaces, SERVICES: core.list_service_for_all_namespaces,
-                   NAMESPACES: core.list_namespace, CONFIGMAPS: core.list_config_map_for_all_namespaces,
-                   JOBS: batch.list_job_for_all_namespaces,
-                   CRDS: client.ApiextensionsV1Api(self._api).list_custom_resource_definition}
-        if kind in builtin:
-            return builtin[kind]
-        return functools.partial(client.CustomObjectsApi(self._api).list_cluster_custom_object,
-                                 kind.group, kind.version, kind.plural)
-
     def _run(self, kind: Kind) -> None:
-        list_func = self._list_func(kind)
+        collection = path(kind.group, kind.version, kind.plural)
         while not self._stop.is_set():
             if kind.crd and not self._crd_ready[kind.crd].wait(timeout=WATCH_TIMEOUT_S):
                 continue
             try:
-                version = self._relist(kind, list_func)
+                version = self._relist(kind, collection)
                 self._synced[kind].set()
                 while not self._stop.is_set():
-                    version = self._watch(kind, list_func, version)
+                    version = self._watch(kind, collection, version)
             except ApiException as exc:
                 if exc.status == 410:
                     continue  # too old a resourceVersion: list again
@@ -135,9 +124,8 @@ class Store:
                 print(f"emulator: watch {kind.plural}: {type(exc).__name__}: {str(exc)[:300]}", flush=True)
                 self._stop.wait(RETRY_S)
 
-    def _relist(self, kind: Kind, list_func: Callable) -> str:
-        response = list_func(_preload_content=False, _request_timeout=REQUEST_TIMEOUT_S)
-        body = json.loads(response.data)
+    def _relist(self, kind: Kind, collection: str) -> str:
+        body = request(self._api, "GET", collection, timeout_s=REQUEST_TIMEOUT_S)
         fresh = {key_of(obj): obj for obj in body.get("items", [])}
         with self._lock:
             old, self._objects[kind] = self._objects[kind], fresh
@@ -148,17 +136,14 @@ class Store:
             self._apply(kind, "ADDED", obj, store=False)
         return body.get("metadata", {}).get("resourceVersion", "")
 
-    def _watch(self, kind: Kind, list_func: Callable, version: str) -> str:
-        stream = watch.Watch()
-        events = stream.stream(list_func, resource_version=version, timeout_seconds=WATCH_TIMEOUT_S,
-                               allow_watch_bookmarks=True, deserialize=False, _request_timeout=REQUEST_TIMEOUT_S)
-        for event in events:
+    def _watch(self, kind: Kind, collection: str, version: str) -> str:
+        for event in watch(self._api, collection, WATCH_TIMEOUT_S, version):
             raw = event["object"]
             version = raw.get("metadata", {}).get("resourceVersion", version)
             if event["type"] != "BOOKMARK":
                 self._apply(kind, event["type"], raw)
             if self._stop.is_set():
-                stream.stop()
+                break
         return version
 
     def _apply(self, kind: Kind, event_type: str, obj: Obj, store: bool = True) -> None:

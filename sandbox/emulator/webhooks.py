@@ -15,7 +15,7 @@ import threading
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from kubernetes import client
+from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from sandbox.emulator import injector, kuma, spire, validation
@@ -23,6 +23,7 @@ from sandbox.emulator import store as st
 from sandbox.emulator.certs import ServingCerts
 from sandbox.emulator.config import ConfigSource
 from sandbox.emulator.kubeapi import TIMEOUT_S
+from sandbox.rawapi import path, request
 
 log = logging.getLogger("emulator.webhooks")
 
@@ -34,7 +35,7 @@ class Unavailable(Exception):
 class Admission:
     """Decides AdmissionReview requests for each webhook path."""
 
-    def __init__(self, store: st.Store, config: ConfigSource, api: client.ApiClient) -> None:
+    def __init__(self, store: st.Store, config: ConfigSource, api: ApiClient) -> None:
         self._store, self._config, self._api = store, config, api
 
     def _control_plane(self, namespace: str) -> kuma.ControlPlane:
@@ -55,8 +56,7 @@ class Admission:
         if cached is not None or not name:
             return cached
         try:
-            return self._api.sanitize_for_serialization(
-                client.CoreV1Api(self._api).read_namespace(name, _request_timeout=TIMEOUT_S))
+            return request(self._api, "GET", path("", "v1", "namespaces", "", name), timeout_s=TIMEOUT_S)
         except ApiException:
             return None
 
