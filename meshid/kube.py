@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kubernetes import client, config
+from kubernetes import config
 from kubernetes.client.rest import ApiException
 
 from meshid.errors import ExternalCallError, InputError, WaitTimeout, is_transient
@@ -284,7 +284,7 @@ class Cluster:
         """Forward a local 127.0.0.1 port to `port` of a pod through the API server; yields the local port."""
         from meshid.portforward import Forwarder
 
-        forwarder = Forwarder(client.CoreV1Api(self.api), namespace, pod, port)
+        forwarder = Forwarder(self.api, namespace, pod, port)
         try:
             yield forwarder.start()
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import socket
 import threading
 import time
 import uuid
@@ -177,7 +178,9 @@ class _Hello(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_port_forward_through_the_api_server_reaches_a_local_http_server(api_client, namespace):
+@pytest.fixture
+def web_pod(api_client, namespace):
+    """A pod `web` whose port 5050 kwok forwards to a local HTTP server (a PortForward object)."""
     core, custom = client.CoreV1Api(api_client), client.CustomObjectsApi(api_client)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -192,24 +195,66 @@ def test_port_forward_through_the_api_server_reaches_a_local_http_server(api_cli
                                    "target": {"address": "127.0.0.1", "port": server.server_address[1]}}]}})
         _watch_until(core.list_namespaced_pod, lambda p: p.status.phase == "Running", "pod web Running",
                      namespace=namespace)
-        answer = b""
-        deadline = time.monotonic() + 30
-        while b"200 OK" not in answer and time.monotonic() < deadline:
-            pf = portforward(core.connect_get_namespaced_pod_portforward, "web", namespace, ports="5050")
-            sock = pf.socket(5050)
-            sock.settimeout(10)
-            sock.sendall(b"GET /probe HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
-            answer = b""
-            try:
-                while chunk := sock.recv(4096):
-                    answer += chunk
-            except OSError:
-                pass
-            sock.close()
-            pf.close()
-            if b"200 OK" not in answer:
-                time.sleep(1)  # kwok picks up a new PortForward object within a moment
-        assert b"200 OK" in answer
-        assert answer.endswith(b"hello via port-forward /probe")
+        yield "web"
     finally:
         server.shutdown()
+
+
+def _get_probe(connect) -> bytes:
+    """GET /probe over a fresh socket from `connect()`, retried while kwok has not picked up the PortForward yet."""
+    answer = b""
+    deadline = time.monotonic() + 30
+    while b"200 OK" not in answer and time.monotonic() < deadline:
+        sock, close = connect()
+        sock.settimeout(10)
+        sock.sendall(b"GET /probe HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
+        answer = b""
+        try:
+            while chunk := sock.recv(4096):
+                answer += chunk
+        except OSError:
+            pass
+        close()
+        if b"200 OK" not in answer:
+            time.sleep(1)
+    return answer
+
+
+def test_port_forward_through_the_api_server_reaches_a_local_http_server(api_client, namespace, web_pod):
+    core = client.CoreV1Api(api_client)
+
+    def connect():
+        pf = portforward(core.connect_get_namespaced_pod_portforward, web_pod, namespace, ports="5050")
+        sock = pf.socket(5050)
+        return sock, lambda: (sock.close(), pf.close())
+
+    answer = _get_probe(connect)
+    assert b"200 OK" in answer
+    assert answer.endswith(b"hello via port-forward /probe")
+
+
+def test_meshid_port_forward_relays_while_its_client_serves_other_requests(kubeconfig, namespace, web_pod):
+    cluster = Cluster(kubeconfig)
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def busy() -> None:  # the same ApiClient, used from another thread while streams open
+        while not stop.is_set():
+            try:
+                assert cluster.get("v1", "Pod", web_pod, namespace)["metadata"]["name"] == web_pod
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(f"{type(exc).__name__}: {exc}")
+
+    readers = [threading.Thread(target=busy, daemon=True) for _ in range(2)]
+    for reader in readers:
+        reader.start()
+    try:
+        with cluster.port_forward(namespace, web_pod, 5050) as port:
+            answers = [_get_probe(lambda: (s := socket.create_connection(("127.0.0.1", port)), s.close))
+                       for _ in range(5)]
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join(10)
+    assert all(a.endswith(b"hello via port-forward /probe") for a in answers), answers
+    assert errors == []
