@@ -8,9 +8,9 @@ NETNS  := unshare $(if $(filter 0,$(shell id -u)),-n,-rn) -- sh -c 'ip link set 
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install system-tools sandbox-build test demo bench bench-fleet clean
+.PHONY: install system-tools bytecode sandbox-build test demo bench bench-fleet clean
 
-install: $(VENV)/.installed system-tools
+install: $(VENV)/.installed system-tools bytecode
 
 # Debian packages the tests use: jq and curl (sandbox/guide.sh runs the guide's own commands), chromium (the Prefect
 # UI test in tests/deployments; without it that one test is skipped). Installed when missing and we are root.
@@ -27,6 +27,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
+
+# The project's own packages are installed editable, so pip compiles none of them, and where PYTHONDONTWRITEBYTECODE
+# is set Python never caches them either: every meshid command compiled them again (0.1 s). This writes the missing
+# and stale ones; a source edited later is simply compiled in memory again until the next `make install`.
+bytecode: $(VENV)/.installed
+	$(BIN)/python -m compileall -q meshid flows tasks sandbox bench >/dev/null
 
 sandbox-build:
 	bash sandbox/build.sh >/dev/null
