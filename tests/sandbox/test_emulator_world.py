@@ -177,6 +177,10 @@ class World:
                   "kong-mesh/kong-mesh")
         self.kubectl("wait", "-n", SYSTEM, "--for=condition=ready", "pod", "--selector=app=kong-mesh-control-plane",
                      "--timeout=90s")
+        # The control plane creates Mesh `default` as it starts; a client-side `kubectl apply` of that Mesh racing
+        # the creation fails with AlreadyExists (a CI run saw it), so the world waits for it as a careful user would.
+        eventually(lambda: self.kubectl("get", "mesh", "default", check=False).returncode == 0,
+                   "the control plane's default Mesh")
 
     def install_spire(self, trust_domain: str = TD) -> None:
         """Guide steps 3 and 4."""
