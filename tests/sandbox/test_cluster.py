@@ -207,9 +207,9 @@ def _get_probe(connect) -> bytes:
     while b"200 OK" not in answer and time.monotonic() < deadline:
         sock, close = connect()
         sock.settimeout(10)
-        sock.sendall(b"GET /probe HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
         answer = b""
-        try:
+        try:  # before kwok serves the PortForward the stream ends at once: the send or the read fails, try again
+            sock.sendall(b"GET /probe HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
             while chunk := sock.recv(4096):
                 answer += chunk
         except OSError:
