@@ -236,7 +236,7 @@ class Cluster:
         query += [(k, v) for k, v in (("labelSelector", label_selector), ("fieldSelector", field_selector)) if v]
         resp = self.request("GET", res.path(namespace), f"watch {kind}", query=query, stream=True,
                             timeout_s=remaining + 5)
-        buf = b""
+        buf, ended = b"", False
         try:
             for chunk in resp.stream(4096, decode_content=True):
                 buf += chunk
@@ -244,9 +244,12 @@ class Cluster:
                     line, buf = buf.split(b"\n", 1)
                     if line.strip():
                         yield json.loads(line)
+            ended = True
         except Exception as exc:  # a dropped watch connection: the caller lists again
             raise ApiError(f"watch {kind}", f"{type(exc).__name__}: {exc}", True) from None
         finally:
+            if not ended:  # the caller stopped early: the stream still runs on this connection, so it cannot be reused
+                resp.close()
             resp.release_conn()
 
     # --- workloads -----------------------------------------------------------------------------------------
