@@ -37,22 +37,21 @@ def _send(api: ApiClient, method: str, resource: str, query: list[tuple[str, str
     return resp
 
 
-def request(api: ApiClient, method: str, resource: str, *, body: Any = None, content_type: str = JSON,
-            query: list[tuple[str, str]] | None = None, timeout_s: float = 15) -> dict:
+def request(api: ApiClient, method: str, resource: str, *, timeout_s: float, body: Any = None,
+            content_type: str = JSON) -> dict:
     """One request to `resource` (a REST path); the decoded answer. Non-2xx raises ApiException."""
-    raw = _send(api, method, resource, query or [], body, content_type, timeout_s).read()
+    raw = _send(api, method, resource, [], body, content_type, timeout_s).read()
     return json.loads(raw) if raw else {}
 
 
-def watch(api: ApiClient, resource: str, timeout_s: int, resource_version: str = "",
-          query: list[tuple[str, str]] | None = None) -> Iterator[dict]:
+def watch(api: ApiClient, resource: str, timeout_s: int, resource_version: str = "") -> Iterator[dict]:
     """The events of one watch of `resource` ({"type", "object"}), until the server ends it after `timeout_s`.
 
     Without `resource_version` the server first sends the current objects as ADDED. An ERROR event (410 Gone, for a
     resourceVersion too old) raises ApiException with its code, so the caller lists again.
     """
     params = [("watch", "true"), ("allowWatchBookmarks", "true"), ("timeoutSeconds", str(timeout_s)),
-              *([("resourceVersion", resource_version)] if resource_version else []), *(query or [])]
+              *([("resourceVersion", resource_version)] if resource_version else [])]
     resp = _send(api, "GET", resource, params, None, JSON, (10, timeout_s + 30)).response
     buf, ended = b"", False
     try:
