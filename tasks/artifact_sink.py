@@ -30,8 +30,7 @@ DRAIN_TIMEOUT_S = 60.0
 class ArtifactSink:
     """One thread that creates a flow run's artifacts in the order they were queued."""
 
-    def __init__(self, drain_timeout_s: float = DRAIN_TIMEOUT_S) -> None:
-        self.drain_timeout_s = drain_timeout_s
+    def __init__(self) -> None:
         self.failures: list[str] = []
         self._context = contextvars.copy_context()  # the flow run's: its API client, settings and logger
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="meshid-artifacts")
@@ -49,10 +48,10 @@ class ArtifactSink:
         self._queued.append(self._executor.submit(self._context.run, job))
 
     def close(self) -> None:
-        """Wait for the queue, at most `drain_timeout_s`; whatever is still queued then is dropped and recorded."""
-        _, late = concurrent.futures.wait(self._queued, timeout=self.drain_timeout_s)
+        """Wait for the queue, at most DRAIN_TIMEOUT_S; whatever is still queued then is dropped and recorded."""
+        _, late = concurrent.futures.wait(self._queued, timeout=DRAIN_TIMEOUT_S)
         if late:
-            self.failures.append(f"{len(late)} artifact(s) still queued after {self.drain_timeout_s:.0f} s, dropped")
+            self.failures.append(f"{len(late)} artifact(s) still queued after {DRAIN_TIMEOUT_S:.0f} s, dropped")
             get_run_logger().warning("artifacts not published: %s", self.failures[-1])
         self._executor.shutdown(wait=not late, cancel_futures=True)
 
@@ -61,9 +60,9 @@ _SINK: contextvars.ContextVar[ArtifactSink | None] = contextvars.ContextVar("mes
 
 
 @contextmanager
-def publishing(drain_timeout_s: float = DRAIN_TIMEOUT_S) -> Iterator[ArtifactSink]:
+def publishing() -> Iterator[ArtifactSink]:
     """Queue the artifacts of this flow run's body (and of the tasks it submits) until the block ends."""
-    sink = ArtifactSink(drain_timeout_s)
+    sink = ArtifactSink()
     token = _SINK.set(sink)
     try:
         yield sink
