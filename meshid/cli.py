@@ -11,7 +11,8 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -81,6 +82,24 @@ def prefect_defaults() -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause the garbage collector for a block of imports, then freeze the objects they built.
+
+    Importing prefect and the flows builds about 200,000 long-lived objects (classes, pydantic schemas),
+    and the collector's passes over them during the import cost 0.25 to 0.3 s of its 1.5 s. Frozen, they are also
+    skipped by every later collection of the run.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if was_enabled:
+            gc.enable()
+
+
 def run_params(args: argparse.Namespace) -> dict:
     """The run parameters the `run` flags give (validated later by `meshid.models.parse_params`)."""
     from meshid.settings import load_settings
@@ -111,8 +130,9 @@ def _run(args: argparse.Namespace) -> int:
     if params.target.kubeconfig:
         load_kubeconfig(params.target.kubeconfig, params.target.context)
     prefect_defaults()
-    from flows.foreground import foreground
-    from flows.guide import guide
+    with collector_paused():
+        from flows.foreground import foreground
+        from flows.guide import guide
 
     json_path = args.json_report or str(Path(tempfile.mkdtemp(prefix="meshid-")) / "report.json")
     with foreground():
@@ -236,8 +256,9 @@ def _fleet(args: argparse.Namespace) -> int:
                          "run would use a temporary server nobody can reach",
                          "start `prefect server start`, set PREFECT_API_URL, and run again (or set approval: false)")
     prefect_defaults()
-    from flows.fleet import fleet
-    from flows.foreground import foreground
+    with collector_paused():
+        from flows.fleet import fleet
+        from flows.foreground import foreground
 
     json_path = args.json_report or str(Path(tempfile.mkdtemp(prefix="meshid-fleet-")) / "fleet.json")
     with foreground():
