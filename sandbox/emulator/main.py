@@ -2,9 +2,7 @@
 
 Start-up: serving certificate, watch streams, webhooks on 127.0.0.1, the ConfigMap
 `kube-public/meshid-sandbox-emulator` (url + caBundle, which the charts look up), the data plane, then
-`<state_dir>/emulator.ready`. Afterwards the status writers tick at a fixed rate, every `tick_s` of emulator.json,
-as Kong Mesh's Go tickers do: a tick's own work does not push the next one back, and a tick that overruns its period
-skips the ticks it covered.
+`<state_dir>/emulator.ready`. Afterwards one tick of the status writers every `tick_s` of emulator.json.
 """
 
 from __future__ import annotations
@@ -12,7 +10,6 @@ from __future__ import annotations
 import argparse
 import base64
 import logging
-import math
 import signal
 import threading
 import time
@@ -35,12 +32,6 @@ def _write_atomically(path: Path, text: str) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)
     tmp.replace(path)
-
-
-def next_tick(due: float, period_s: float, now: float) -> float:
-    """The first tick after `now` on the grid of `period_s` through `due` (the tick that just ran)."""
-    missed = max(0, math.floor((now - due) / period_s))
-    return due + (missed + 1) * period_s
 
 
 def run(state_dir: Path, stop: threading.Event) -> None:
@@ -66,11 +57,9 @@ def run(state_dir: Path, stop: threading.Event) -> None:
     _write_atomically(state_dir / "emulator.ready", url + "\n")
     log.info("ready: webhooks at %s, tick %.2f s", url, config.current.tick_s)
     try:
-        due = time.monotonic()
         while not stop.is_set():
             reconciler.tick(time.monotonic())
-            due = next_tick(due, config.current.tick_s, time.monotonic())
-            stop.wait(due - time.monotonic())
+            stop.wait(config.current.tick_s)
     finally:
         dataplane.stop()
         mirror.stop()
