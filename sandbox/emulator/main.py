@@ -1,6 +1,8 @@
 """`python -m sandbox.emulator --state-dir DIR`: start the emulated mesh of one sandbox and run until SIGTERM.
 
-Start-up: serving certificate, watch streams, webhooks on 127.0.0.1, the ConfigMap
+Start-up: the lifecycle starts the process alongside kwokctl, so its imports overlap the control plane's start, and
+it waits for the `--wait-for` file (written once the API server is up); then serving certificate, watch streams,
+webhooks on 127.0.0.1, the ConfigMap
 `kube-public/meshid-sandbox-emulator` (url + caBundle, which the charts look up), the data plane, then
 `<state_dir>/emulator.ready`. Afterwards one tick of the status writers every `tick_s` of emulator.json.
 """
@@ -25,6 +27,7 @@ from sandbox.emulator.status import Reconciler
 
 PUBLISHED = ("kube-public", "meshid-sandbox-emulator")
 SYNC_TIMEOUT_S = 30
+WAIT_POLL_S = 0.02
 log = logging.getLogger("emulator")
 
 
@@ -32,6 +35,15 @@ def _write_atomically(path: Path, text: str) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)
     tmp.replace(path)
+
+
+def wait_for(path: Path, timeout_s: float, stop: threading.Event) -> bool:
+    """Wait until `path` exists; False if `timeout_s` passed first or `stop` was set."""
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if stop.wait(WAIT_POLL_S) or time.monotonic() > deadline:
+            return False
+    return True
 
 
 def run(state_dir: Path, stop: threading.Event) -> None:
@@ -76,9 +88,16 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the emulator process."""
     parser = argparse.ArgumentParser(prog="python -m sandbox.emulator", description=__doc__)
     parser.add_argument("--state-dir", type=Path, required=True, help="the sandbox's state folder")
+    parser.add_argument("--wait-for", type=Path, help="a file whose existence says the API server is up")
+    parser.add_argument("--wait-s", type=float, default=300.0, help="how long to wait for it (default 300)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if args.wait_for and not wait_for(args.wait_for, args.wait_s, stop):
+        if stop.is_set():
+            return
+        log.error("no %s after %.0f s: the control plane did not come up; exiting", args.wait_for, args.wait_s)
+        raise SystemExit(1)
     run(args.state_dir, stop)
