@@ -16,8 +16,7 @@ def run(ctx: RunContext, out: StageOutput) -> None:
     p = ctx.params
     ns = p.namespaces.demo
     objects = demo_objects(p)
-    for obj in objects:
-        ctx.apply(obj, out)
+    ctx.apply_all(objects, out)
     names = [o["metadata"]["name"] for o in objects if o["kind"] == "Deployment"]
 
     def all_available(deps: list[dict]) -> tuple[bool, str]:

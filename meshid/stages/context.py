@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -20,6 +21,9 @@ from meshid.models import ChartSource, GuideParams
 from meshid.providers import ClusterHandle, Provider, provider_for
 from meshid.settings import MeshidSettings
 from meshid.stages.output import StageOutput
+
+
+APPLY_WORKERS = 4  # concurrent apply requests of one apply_all
 
 
 def slug(text: str) -> str:
@@ -87,14 +91,33 @@ class RunContext:
 
     def apply(self, obj: dict[str, Any], out: StageOutput) -> dict[str, Any]:
         """Server-side apply `obj` stamped with the run id; the ledger learns of it before the cluster does."""
+        applied, existed = self._apply(obj)
+        out.touch(obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"],
+                  "configured" if existed else "created")
+        return applied
+
+    def apply_all(self, objs: list[dict[str, Any]], out: StageOutput) -> list[dict[str, Any]]:
+        """apply() every object: Namespaces first, then the rest concurrently, each its own request, as a
+        multi-document `kubectl apply` makes them one after another. Touched in the given order; the first
+        failure, in that order, is raised once every request has ended (the ledger holds each one tried)."""
+        first = [i for i, o in enumerate(objs) if o["kind"] == "Namespace"]
+        results = {i: self._apply(objs[i]) for i in first}
+        with ThreadPoolExecutor(max_workers=APPLY_WORKERS, thread_name_prefix="meshid-apply") as pool:
+            futures = {i: pool.submit(self._apply, o) for i, o in enumerate(objs) if i not in results}
+        results.update({i: future.result() for i, future in futures.items()})
+        for i, obj in enumerate(objs):
+            out.touch(obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"],
+                      "configured" if results[i][1] else "created")
+        return [results[i][0] for i in range(len(objs))]
+
+    def _apply(self, obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Apply one object, recorded first; returns it as applied and whether it existed before."""
         obj = stamp(obj, self.run_id)
         meta = obj["metadata"]
         ns = meta.get("namespace")
         existed = self.cluster.get(obj["apiVersion"], obj["kind"], meta["name"], ns) is not None
         self.ledger.record(AppliedObject(obj["apiVersion"], obj["kind"], meta["name"], ns, not existed))
-        applied = self.cluster.apply(obj)
-        out.touch(obj["kind"], ns, meta["name"], "configured" if existed else "created")
-        return applied
+        return self.cluster.apply(obj), existed
 
     def install(self, source: ChartSource, release: str, namespace: str, values: list[str], out: StageOutput,
                 reuse_values: bool = False, wait: bool = False) -> Release:

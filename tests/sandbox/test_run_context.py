@@ -1,9 +1,12 @@
-"""RunContext.install on the sandbox: the ledger knows what each install changed, so undo restores exactly that."""
+"""RunContext.install and apply_all on the sandbox: the ledger knows what each changed, so undo restores exactly that."""
 
 from __future__ import annotations
 
 import uuid
 
+import pytest
+
+from meshid.kube import ApiError
 from meshid.ledger import AppliedObject, AppliedRelease
 from meshid.models import ChartSource, parse_params
 from meshid.settings import MeshidSettings
@@ -51,4 +54,44 @@ def test_a_release_that_was_there_before_the_run_keeps_its_revision_for_rollback
         assert ctx.ledger.entries == [AppliedRelease("hello", ns, 1)]
     finally:
         ctx.helm.uninstall("hello", ns, 60)
+        ctx.cluster.delete("v1", "Namespace", ns)
+
+
+def _config_map(ns: str, name: str, data: dict | None = None) -> dict:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": ns},
+            "data": data or {"k": name}}
+
+
+def test_apply_all_makes_the_namespace_first_and_records_and_touches_in_the_given_order(sandbox_cluster, tmp_path):
+    ctx, ns, out = _context(sandbox_cluster, tmp_path), f"aa-{uuid.uuid4().hex[:6]}", StageOutput()
+    objs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+            *[_config_map(ns, f"cm-{i}") for i in range(6)]]
+    try:
+        ctx.apply_all(objs[:2], out)  # cm-0 exists before the second apply_all
+        out = StageOutput()
+        applied = ctx.apply_all(objs, out)
+        assert [o["metadata"]["name"] for o in applied] == [ns] + [f"cm-{i}" for i in range(6)]
+        assert [(t.name, t.action) for t in out.touched] == \
+            [(ns, "configured"), ("cm-0", "configured")] + [(f"cm-{i}", "created") for i in range(1, 6)]
+        for i in range(6):
+            cm = ctx.cluster.get("v1", "ConfigMap", f"cm-{i}", ns)
+            assert cm["data"] == {"k": f"cm-{i}"} and ctx.run_id in str(cm["metadata"].get("annotations"))
+            assert ctx.ledger.recorded(AppliedObject("v1", "ConfigMap", f"cm-{i}", ns, i > 0)) is not None
+    finally:
+        ctx.cluster.delete("v1", "Namespace", ns)
+
+
+def test_apply_all_raises_the_first_failure_after_every_other_object_was_applied_and_recorded(sandbox_cluster,
+                                                                                              tmp_path):
+    ctx, ns, out = _context(sandbox_cluster, tmp_path), f"af-{uuid.uuid4().hex[:6]}", StageOutput()
+    bad = _config_map(ns, "Not_A_Valid_Name")
+    objs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+            _config_map(ns, "before"), bad, _config_map(ns, "after")]
+    try:
+        with pytest.raises(ApiError, match="Not_A_Valid_Name"):
+            ctx.apply_all(objs, out)
+        assert ctx.cluster.get("v1", "ConfigMap", "before", ns) is not None
+        assert ctx.cluster.get("v1", "ConfigMap", "after", ns) is not None
+        assert ctx.ledger.recorded(AppliedObject("v1", "ConfigMap", "Not_A_Valid_Name", ns, True)) is not None
+    finally:
         ctx.cluster.delete("v1", "Namespace", ns)
