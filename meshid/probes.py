@@ -7,6 +7,7 @@ answers (no answer, or HTTP 502/503/504) are counted, neither success nor a rese
 from __future__ import annotations
 
 import json
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -60,9 +61,11 @@ def counter_probe(cluster: Cluster, namespace: str, service: str = "demo-app", p
                   timeout_s: float = 10.0) -> Iterator[Probe]:
     """A probe of the Service's counter API through a port-forward to one of its pods."""
     pod = serving_pod(cluster, namespace, service)
-    # no proxy from the environment: the port-forward is on this machine's loopback
+    # Plain HTTP to this machine's loopback: no proxy from the environment, and a TLS context that trusts nothing
+    # (any https would fail), which spares loading the CA bundle, 20 to 50 ms of CPU per probe.
     with cluster.port_forward(namespace, pod, port) as local_port, \
-            httpx.Client(timeout=timeout_s, trust_env=False, limits=httpx.Limits(max_keepalive_connections=0)) as http:
+            httpx.Client(timeout=timeout_s, trust_env=False, verify=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT),
+                         limits=httpx.Limits(max_keepalive_connections=0)) as http:
         yield Probe(f"http://127.0.0.1:{local_port}", pod, http)
 
 
