@@ -24,6 +24,7 @@ class Release:
     status: str
     chart: str
     app_version: str
+    client_side: bool = False  # installed with client-side apply (helm 3, or helm 4's --server-side=false)
 
     @classmethod
     def from_release_json(cls, text: str, namespace: str) -> Release:
@@ -40,7 +41,7 @@ class Release:
         data = json.loads(text)
         return cls(name=data["name"], namespace=data.get("namespace", namespace), revision=data["revision"],
                    status=data["status"], chart=f"{data['chart']}-{data['version']}",
-                   app_version=str(data.get("appVersion", "")))
+                   app_version=str(data.get("appVersion", "")), client_side=data.get("applyMethod") == "csa")
 
 
 @dataclass
@@ -67,10 +68,18 @@ class Helm:
 
     def upgrade_install(self, release: str, chart: str, namespace: str, *, repo: str | None, version: str | None,
                         values: Sequence[str] = (), timeout_s: float = 600, wait: bool = True,
-                        reuse_values: bool = False) -> Release:
-        """`helm upgrade --install` (creating the namespace), waiting for readiness when `wait`."""
+                        reuse_values: bool = False, client_side: bool = False) -> Release:
+        """`helm upgrade --install` (creating the namespace), waiting for readiness when `wait`.
+
+        A release applied server-side (helm 4's default) is upgraded with --force-conflicts: fields that another
+        field manager set since, such as the spire chart's own hook Job patching its webhook's failurePolicy, would
+        otherwise fail every upgrade with "Apply failed with N conflicts". helm refuses that flag for a release
+        installed client-side (`client_side`), which has no such conflicts.
+        """
         args = ["upgrade", "--install", release, chart, "--namespace", namespace, "--create-namespace",
                 "--timeout", f"{int(timeout_s)}s", "--output", "json"]
+        if not client_side:
+            args += ["--force-conflicts"]
         if repo:
             args += ["--repo", repo]
         if version:

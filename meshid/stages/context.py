@@ -135,7 +135,8 @@ class RunContext:
         self.ledger.record(AppliedRelease(release, namespace, before.revision if before else None))
         installed = self.helm.upgrade_install(
             release, source.chart, namespace, repo=self.chart_repo(source), version=source.version, values=values,
-            timeout_s=self.params.timeouts.helm_s, reuse_values=reuse_values, wait=wait)
+            timeout_s=self.params.timeouts.helm_s, reuse_values=reuse_values, wait=wait,
+            client_side=before is not None and before.client_side)
         out.touch("HelmRelease", namespace, release, "upgraded" if before else "installed",
                   f"{installed.chart} revision {installed.revision}: {installed.status}")
         with self._lock:

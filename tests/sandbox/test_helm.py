@@ -76,6 +76,34 @@ def test_meshid_helm_reports_each_revision_it_installs_and_uninstall_says_whethe
     client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig))).delete_namespace(ns)
 
 
+def test_an_upgrade_takes_over_fields_another_manager_set_since_and_a_client_side_release_still_upgrades(
+        api_client, kubeconfig, chart_repo_url, tmp_path):
+    # what the spire chart's post-install hook does to its webhook (`kubectl patch`), here on the hello chart's
+    # ConfigMap: helm 4's server-side apply then refuses the next upgrade unless it forces the conflict
+    ns = f"c-{uuid.uuid4().hex[:6]}"
+    helm = Helm(kubeconfig, binary=str(binaries.bin_dir() / "helm"), home=tmp_path)
+    core = client.CoreV1Api(api_client)
+    try:
+        helm.upgrade_install("demo", "hello", ns, repo=chart_repo_url, version=None, timeout_s=120, wait=False)
+        core.patch_namespaced_config_map("demo-hello", ns, {"data": {"message": "patched"}},
+                                         field_manager="kubectl-patch")
+        second = helm.upgrade_install("demo", "hello", ns, repo=chart_repo_url, version=None, timeout_s=120,
+                                      wait=False, values=["message=upgraded"])
+        assert second.revision == 2
+        assert core.read_namespaced_config_map("demo-hello", ns).data["message"] == "upgraded"
+
+        installed = _helm(["upgrade", "--install", "--namespace", ns, "old", "hello", "--repo", chart_repo_url,
+                           "--server-side=false"], kubeconfig, tmp_path)
+        assert installed.returncode == 0, installed.stderr
+        before = helm.status("old", ns)
+        assert before is not None and before.client_side
+        again = helm.upgrade_install("old", "hello", ns, repo=chart_repo_url, version=None, timeout_s=120,
+                                     wait=False, client_side=before.client_side)
+        assert again.revision == 2
+    finally:
+        core.delete_namespace(ns)
+
+
 def test_chart_packages_are_built_once_per_content_and_rebuilt_when_a_chart_changes(tmp_path, monkeypatch):
     built_binaries = binaries.bin_dir()
     monkeypatch.setenv("MESHID_HOME", str(tmp_path / "home"))  # an empty package cache

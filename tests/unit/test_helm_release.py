@@ -27,3 +27,8 @@ def test_an_upgrade_output_without_chart_metadata_is_an_error_not_a_release_name
     broken = {**UPGRADE, "chart": {}}
     with pytest.raises(KeyError):
         Release.from_release_json(json.dumps(broken), "spire")
+
+
+def test_a_release_installed_client_side_is_known_as_such():
+    assert Release.from_metadata_json(json.dumps({**METADATA, "applyMethod": "csa"}), "spire").client_side
+    assert not Release.from_metadata_json(json.dumps({**METADATA, "applyMethod": "ssa"}), "spire").client_side
