@@ -69,17 +69,10 @@ class Helm:
     def upgrade_install(self, release: str, chart: str, namespace: str, *, repo: str | None, version: str | None,
                         values: Sequence[str] = (), timeout_s: float = 600, wait: bool = True,
                         reuse_values: bool = False, client_side: bool = False) -> Release:
-        """`helm upgrade --install` (creating the namespace), waiting for readiness when `wait`.
-
-        A release applied server-side (helm 4's default) is upgraded with --force-conflicts: fields that another
-        field manager set since, such as the spire chart's own hook Job patching its webhook's failurePolicy, would
-        otherwise fail every upgrade with "Apply failed with N conflicts". helm refuses that flag for a release
-        installed client-side (`client_side`), which has no such conflicts.
-        """
+        """`helm upgrade --install` (creating the namespace), waiting for readiness when `wait`; `client_side` when
+        the release was installed with client-side apply (see `_take_over`)."""
         args = ["upgrade", "--install", release, chart, "--namespace", namespace, "--create-namespace",
-                "--timeout", f"{int(timeout_s)}s", "--output", "json"]
-        if not client_side:
-            args += ["--force-conflicts"]
+                "--timeout", f"{int(timeout_s)}s", "--output", "json", *_take_over(client_side)]
         if repo:
             args += ["--repo", repo]
         if version:
@@ -109,10 +102,12 @@ class Helm:
             raise
         return Release.from_metadata_json(out, namespace)
 
-    def rollback(self, release: str, namespace: str, revision: int, timeout_s: float = 300) -> None:
-        """Return a release to an earlier revision (what a rollout undoes when it upgraded an existing release)."""
+    def rollback(self, release: str, namespace: str, revision: int, timeout_s: float = 300,
+                 client_side: bool = False) -> None:
+        """Return a release to an earlier revision (what a rollout undoes when it upgraded an existing release);
+        `client_side` when its current revision was applied client-side (see `_take_over`)."""
         self.run(["rollback", release, str(revision), "--namespace", namespace, "--wait", "--timeout",
-                  f"{int(timeout_s)}s"], f"helm rollback {release}", timeout_s + GRACE_S)
+                  f"{int(timeout_s)}s", *_take_over(client_side)], f"helm rollback {release}", timeout_s + GRACE_S)
 
     def uninstall(self, release: str, namespace: str, timeout_s: float = 300) -> bool:
         """Uninstall and wait; False when the release was not installed."""
@@ -124,3 +119,14 @@ class Helm:
                 return False
             raise
         return True
+
+
+def _take_over(client_side: bool) -> list[str]:
+    """--force-conflicts, unless the release is applied client-side (helm refuses the flag there).
+
+    helm 4 applies server-side by default, and refuses an upgrade or rollback that would change a field another field
+    manager set since ("Apply failed with N conflicts"): the spire chart's own hook Job patches its webhook's
+    failurePolicy after every install, so without the flag no SPIRE release could be upgraded or rolled back. The
+    chart's post-upgrade hook patches the field again. Client-side apply has no such conflicts.
+    """
+    return [] if client_side else ["--force-conflicts"]

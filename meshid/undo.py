@@ -44,7 +44,9 @@ def _undo_release(helm: Helm, entry: AppliedRelease, timeout_s: float, out: Stag
         helm.uninstall(entry.name, entry.namespace, timeout_s)
         out.touch("HelmRelease", entry.namespace, entry.name, "uninstalled")
     else:
-        helm.rollback(entry.name, entry.namespace, entry.previous_revision, timeout_s)
+        current = helm.status(entry.name, entry.namespace)
+        helm.rollback(entry.name, entry.namespace, entry.previous_revision, timeout_s,
+                      client_side=current is not None and current.client_side)
         out.touch("HelmRelease", entry.namespace, entry.name, "rolled back", f"to revision {entry.previous_revision}")
 
 

@@ -76,7 +76,7 @@ def test_meshid_helm_reports_each_revision_it_installs_and_uninstall_says_whethe
     client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig))).delete_namespace(ns)
 
 
-def test_an_upgrade_takes_over_fields_another_manager_set_since_and_a_client_side_release_still_upgrades(
+def test_upgrades_and_rollbacks_take_over_fields_another_manager_set_and_client_side_releases_still_work(
         api_client, kubeconfig, chart_repo_url, tmp_path):
     # what the spire chart's post-install hook does to its webhook (`kubectl patch`), here on the hello chart's
     # ConfigMap: helm 4's server-side apply then refuses the next upgrade unless it forces the conflict
@@ -91,6 +91,11 @@ def test_an_upgrade_takes_over_fields_another_manager_set_since_and_a_client_sid
                                       wait=False, values=["message=upgraded"])
         assert second.revision == 2
         assert core.read_namespaced_config_map("demo-hello", ns).data["message"] == "upgraded"
+        core.patch_namespaced_config_map("demo-hello", ns, {"data": {"message": "patched again"}},
+                                         field_manager="kubectl-patch")
+        helm.rollback("demo", ns, 1, timeout_s=120)  # what cleanup and a rollout's rollback do
+        assert core.read_namespaced_config_map("demo-hello", ns).data["message"] == "hello from the sandbox chart " \
+                                                                                    "repository"
 
         installed = _helm(["upgrade", "--install", "--namespace", ns, "old", "hello", "--repo", chart_repo_url,
                            "--server-side=false"], kubeconfig, tmp_path)
@@ -100,6 +105,8 @@ def test_an_upgrade_takes_over_fields_another_manager_set_since_and_a_client_sid
         again = helm.upgrade_install("old", "hello", ns, repo=chart_repo_url, version=None, timeout_s=120,
                                      wait=False, client_side=before.client_side)
         assert again.revision == 2
+        helm.rollback("old", ns, 1, timeout_s=120, client_side=True)
+        assert helm.status("old", ns).revision == 3
     finally:
         core.delete_namespace(ns)
 
