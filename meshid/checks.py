@@ -53,6 +53,12 @@ CATALOGUE: dict[str, CheckSpec] = {
             "pass or fail for the wrong reason.",
         ),
         CheckSpec(
+            "MID008", "No MeshTrafficPermission already lets the demo workloads in", _FAIL,
+            "Delete the listed permission (kubectl delete meshtrafficpermission -n NAMESPACE NAME) or run the "
+            "cleanup of the run that left it (--cleanup never keeps it): with it, the call before the permission "
+            "cannot be denied and connectivity-before-permission would wait out its whole window.",
+        ),
+        CheckSpec(
             "MID007", "Permission matches the demo workloads' SPIFFE ID", _WARN,
             "The allowing MeshTrafficPermission will not match, so traffic stays denied after it: use the Prefix "
             "spiffe://TRUST-DOMAIN/ns/DEMO-NAMESPACE or the exact ID, unless the denial is what you test.",

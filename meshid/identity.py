@@ -1,7 +1,8 @@
-"""MeshIdentity and MeshService identity facts as pure functions over API objects."""
+"""MeshIdentity, MeshService and MeshTrafficPermission identity facts as pure functions over API objects."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from meshid.conditions import condition, conditions_text, is_true
@@ -25,3 +26,21 @@ def lists_identity(services: list[Obj], name: str, spiffe_id: str) -> tuple[bool
     svc = next((s for s in services if s["metadata"]["name"] == name), None)
     identities = (svc or {}).get("spec", {}).get("identities", []) or []
     return {"type": "SpiffeID", "value": spiffe_id} in identities, f"MeshService {name} identities: {identities or 'none'}"
+
+
+def spiffe_id_matches(match: Mapping[str, Any], spiffe_id: str) -> bool:
+    """Whether a MeshTrafficPermission `spiffeID` match (`{type: Exact|Prefix, value}`) covers `spiffe_id`."""
+    value = match.get("value") or ""
+    return spiffe_id.startswith(value) if match.get("type") == "Prefix" else spiffe_id == value
+
+
+def permits(permission: Obj, spiffe_id: str) -> bool:
+    """Whether a MeshTrafficPermission's rules let `spiffe_id` in: an allow match and no deny match (deny wins).
+    Legacy `from` entries match service tags, which no SPIRE identity carries, so they never do."""
+    defaults = [rule.get("default") or {} for rule in permission.get("spec", {}).get("rules") or []]
+
+    def matched(*keys: str) -> bool:
+        return any(spiffe_id_matches(entry.get("spiffeID") or {}, spiffe_id)
+                   for default in defaults for key in keys for entry in default.get(key) or [])
+
+    return matched("allow", "allowWithShadowDeny") and not matched("deny")

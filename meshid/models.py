@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from meshid.errors import InputError, checked, input_error, pydantic_error
+from meshid.identity import spiffe_id_matches
 from meshid.spiffe import (
     DEFAULT_PATH_TEMPLATE,
     DEFAULT_TRUST_DOMAIN,
@@ -250,7 +251,7 @@ class GuideParams(_Model):
             workload_id = self.workload_id()
         except InputError:  # a label-based path: consistency_problems reports it
             return None
-        matches = workload_id.startswith(value) if self.permission.type == "Prefix" else workload_id == value
+        matches = spiffe_id_matches({"type": self.permission.type, "value": value}, workload_id)
         return None if matches else (f"permission {self.permission.type} {value} does not match the demo "
                                      f"workloads' {workload_id}: the allowed call would stay denied")
 
