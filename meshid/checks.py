@@ -53,10 +53,10 @@ CATALOGUE: dict[str, CheckSpec] = {
             "pass or fail for the wrong reason.",
         ),
         CheckSpec(
-            "MID008", "No MeshTrafficPermission already lets the demo workloads in", _FAIL,
+            "MID008", "No MeshTrafficPermission already lets the demo workloads in", _WARN,
             "Delete the listed permission (kubectl delete meshtrafficpermission -n NAMESPACE NAME) or run the "
             "cleanup of the run that left it (--cleanup never keeps it): with it, the call before the permission "
-            "cannot be denied and connectivity-before-permission would wait out its whole window.",
+            "cannot be denied, and connectivity-before-permission fails (MID060) without calling.",
         ),
         CheckSpec(
             "MID007", "Permission matches the demo workloads' SPIFFE ID", _WARN,

@@ -5,10 +5,9 @@ from __future__ import annotations
 from meshid import tools
 from meshid.errors import ExternalCallError
 from meshid.helm import Helm
-from meshid.identity import permits
-from meshid.kube import ApiError
 from meshid.manifests import MANAGED_BY, MANAGED_BY_LABEL
 from meshid.models import ProviderName
+from meshid.stages.connectivity import permitting
 from meshid.stages.context import RunContext
 from meshid.stages.output import StageOutput
 
@@ -54,17 +53,8 @@ def _existing_cluster(ctx: RunContext, out: StageOutput) -> None:
 
 
 def _no_permission_yet(ctx: RunContext, out: StageOutput) -> None:
-    """No MeshTrafficPermission in the demo's or the control plane's namespace lets the demo workloads in yet."""
-    p = ctx.params
-    workload = p.workload_id()
-    found = []
-    for ns in (p.namespaces.demo, p.namespaces.control_plane):
-        try:
-            permissions, _ = ctx.cluster.list("kuma.io/v1alpha1", "MeshTrafficPermission", ns)
-        except ApiError as exc:
-            if exc.status != 404:
-                raise
-            break  # no MeshTrafficPermission kind: Kong Mesh is not installed yet
-        found += [f"{ns}/{m['metadata']['name']}" for m in permissions if permits(m, workload)]
-    out.check("MID008", not found, f"MeshTrafficPermission {', '.join(found)} already lets {workload} in" if found
+    workload = ctx.params.workload_id()
+    found = permitting(ctx)
+    out.check("MID008", not found, f"MeshTrafficPermission {', '.join(found)} already lets {workload} in: "
+                                   "connectivity-before-permission cannot see a denial" if found
               else f"no MeshTrafficPermission lets {workload} in yet")

@@ -1,7 +1,9 @@
-"""preflight on an existing cluster (context provider): a permission that already lets the demo in is a failure."""
+"""A permission that already lets the demo in on an existing cluster: preflight warns, and the denial stage fails
+at once instead of calling for its whole window."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 
@@ -11,7 +13,7 @@ from meshid.conditions import is_true, named
 from meshid.models import parse_params
 from meshid.results import Outcome
 from meshid.settings import MeshidSettings
-from meshid.stages import preflight
+from meshid.stages import connectivity, preflight
 from meshid.stages.context import RunContext
 from meshid.stages.runner import run_stage
 
@@ -27,8 +29,8 @@ def _preflight(sandbox_cluster, tmp_path, ns: str):
     return ctx, result, next(c for c in result.checks if c.code == "MID008")
 
 
-def test_a_permission_that_already_lets_the_demo_in_fails_preflight_and_its_absence_passes(sandbox_cluster,
-                                                                                          tmp_path):
+def test_a_permission_that_already_lets_the_demo_in_is_named_by_preflight_and_fails_the_denial_at_once(
+        sandbox_cluster, tmp_path):
     ns = f"pf-{uuid.uuid4().hex[:6]}"
     ctx, result, check = _preflight(sandbox_cluster, tmp_path, ns)
     cluster = ctx.cluster
@@ -47,10 +49,16 @@ def test_a_permission_that_already_lets_the_demo_in_fails_preflight_and_its_abse
                        "spec": {"rules": [{"default": {"allow": [{"spiffeID": {
                            "type": "Prefix", "value": f"spiffe://default.default.mesh.local/ns/{ns}"}}]}}]}})
 
-        _, result, check = _preflight(sandbox_cluster, tmp_path, ns)
-        assert result.outcome is Outcome.FAILED and check.outcome is Outcome.FAILED
+        ctx, result, check = _preflight(sandbox_cluster, tmp_path, ns)
+        assert result.outcome is Outcome.PASSED and check.outcome is Outcome.FAILED  # a warning
         assert f"{ns}/left-over" in check.message and f"spiffe://default.default.mesh.local/ns/{ns}/sa/default" \
             in check.message
+
+        started = time.monotonic()
+        denial = run_stage("connectivity-before-permission", connectivity.before_permission, ctx)
+        assert denial.outcome is Outcome.FAILED and time.monotonic() - started < 10
+        assert [c.code for c in denial.failed_checks] == ["MID060"]
+        assert "not probed" in denial.failed_checks[0].message and f"{ns}/left-over" in denial.failed_checks[0].message
     finally:
         cluster.delete("v1", "Namespace", ns)
         if created_crd:
