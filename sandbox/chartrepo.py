@@ -19,6 +19,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from sandbox import binaries
+from sandbox.processes import write_atomically
 
 CHARTS_DIR = Path(__file__).with_name("charts")
 HELM_TIMEOUT_S = 60
@@ -78,9 +79,7 @@ def serve(out: Path, port: int, ready_file: Path) -> None:
     handler = functools.partial(_QuietHandler, directory=str(out))
     with ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
         url = f"http://127.0.0.1:{server.server_address[1]}"
-        tmp = ready_file.with_suffix(".tmp")
-        tmp.write_text(url)
-        tmp.replace(ready_file)
+        write_atomically(ready_file, url)
         server.serve_forever()
 
 

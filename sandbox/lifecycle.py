@@ -254,7 +254,7 @@ def _start(name: str, nodes: int, api_port: int | None, tick_s: float, timeout_s
              str(state_dir / API_UP_FILE), "--wait-s", str(timeout_s + 30)], logs / "emulator.log", env=_child_env())
         _kwokctl(args, state_dir, timeout_s + 30)
         info.api_url = _api_url(kubeconfig)
-        _write_atomically(state_dir / API_UP_FILE, info.api_url + "\n")  # the emulator goes on from here
+        processes.write_atomically(state_dir / API_UP_FILE, info.api_url + "\n")  # the emulator goes on from here
         _kwokctl(["scale", "node", "--name", name, "--replicas", str(nodes)], state_dir)
         _wait_nodes_ready(kubeconfig, nodes, timeout_s)
         info.chart_repo_url = processes.wait_ready(charts_ready, pids["chartrepo"], "chart repository",
@@ -273,18 +273,12 @@ def _child_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": project + (os.pathsep + path if path else "")}
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def _save(info: SandboxInfo) -> None:
-    _write_atomically(info.state_dir / "state.json", json.dumps(info.to_json(), indent=2))
+    processes.write_atomically(info.state_dir / "state.json", json.dumps(info.to_json(), indent=2))
 
 
 def _write_emulator_config(state_dir: Path, values: dict) -> None:
-    _write_atomically(state_dir / "emulator.json", json.dumps(values, indent=2, sort_keys=True))
+    processes.write_atomically(state_dir / "emulator.json", json.dumps(values, indent=2, sort_keys=True))
 
 
 def set_faults(name: str, **knobs: object) -> dict:

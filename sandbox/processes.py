@@ -1,4 +1,5 @@
-"""Detached helper processes of a sandbox: start with a log file, wait for a ready file, stop by process group."""
+"""Detached helper processes of a sandbox: start with a log file, write and wait for a ready file, stop by process
+group."""
 
 from __future__ import annotations
 
@@ -20,6 +21,13 @@ def start(argv: list[str], log: Path, env: dict[str, str] | None = None) -> int:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, env=env)
     return proc.pid
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write `path` through a temporary file and a rename, so a reader polling for it never sees it half written."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def wait_ready(ready_file: Path, pid: int, what: str, log: Path, timeout_s: float) -> str:

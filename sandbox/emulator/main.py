@@ -24,17 +24,12 @@ from sandbox.emulator.config import CONFIG_FILE, ConfigSource
 from sandbox.emulator.dataplane import DataPlane
 from sandbox.emulator.kubeapi import Writer
 from sandbox.emulator.status import Reconciler
+from sandbox.processes import write_atomically
 
 PUBLISHED = ("kube-public", "meshid-sandbox-emulator")
 SYNC_TIMEOUT_S = 30
 WAIT_POLL_S = 0.02
 log = logging.getLogger("emulator")
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def wait_for(path: Path, timeout_s: float, stop: threading.Event) -> bool:
@@ -66,7 +61,7 @@ def run(state_dir: Path, stop: threading.Event) -> None:
     for pod in mirror.list(store.PODS):
         dataplane.on_pod("ADDED", pod)
         reconciler.on_pod("ADDED", pod)
-    _write_atomically(state_dir / "emulator.ready", url + "\n")
+    write_atomically(state_dir / "emulator.ready", url + "\n")
     log.info("ready: webhooks at %s, tick %.2f s", url, config.current.tick_s)
     try:
         while not stop.is_set():
