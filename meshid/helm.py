@@ -33,7 +33,7 @@ class Release:
         chart = data["chart"]["metadata"]
         return cls(name=data["name"], namespace=data.get("namespace", namespace), revision=data["version"],
                    status=data["info"]["status"], chart=f"{chart['name']}-{chart['version']}",
-                   app_version=str(chart.get("appVersion", "")))
+                   app_version=str(chart.get("appVersion", "")), client_side=data.get("apply_method") == "csa")
 
     @classmethod
     def from_metadata_json(cls, text: str, namespace: str) -> Release:

@@ -92,8 +92,7 @@ class RunContext:
     def apply(self, obj: dict[str, Any], out: StageOutput) -> dict[str, Any]:
         """Server-side apply `obj` stamped with the run id; the ledger learns of it before the cluster does."""
         applied, existed = self._apply(obj)
-        out.touch(obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"],
-                  "configured" if existed else "created")
+        _touch_applied(out, obj, existed)
         return applied
 
     def apply_all(self, objs: list[dict[str, Any]], out: StageOutput) -> list[dict[str, Any]]:
@@ -106,8 +105,7 @@ class RunContext:
             futures = {i: pool.submit(self._apply, o) for i, o in enumerate(objs) if i not in results}
         results.update({i: future.result() for i, future in futures.items()})
         for i, obj in enumerate(objs):
-            out.touch(obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"],
-                      "configured" if results[i][1] else "created")
+            _touch_applied(out, obj, existed=results[i][1])
         return [results[i][0] for i in range(len(objs))]
 
     def _apply(self, obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:
@@ -142,3 +140,8 @@ class RunContext:
         with self._lock:
             self.versions[f"chart/{source.chart}"] = source.version
         return installed
+
+
+def _touch_applied(out: StageOutput, obj: dict[str, Any], existed: bool) -> None:
+    out.touch(obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"],
+              "configured" if existed else "created")

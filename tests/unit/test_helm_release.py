@@ -29,6 +29,8 @@ def test_an_upgrade_output_without_chart_metadata_is_an_error_not_a_release_name
         Release.from_release_json(json.dumps(broken), "spire")
 
 
-def test_a_release_installed_client_side_is_known_as_such():
+def test_a_release_installed_client_side_is_known_as_such_from_either_output():
     assert Release.from_metadata_json(json.dumps({**METADATA, "applyMethod": "csa"}), "spire").client_side
     assert not Release.from_metadata_json(json.dumps({**METADATA, "applyMethod": "ssa"}), "spire").client_side
+    assert Release.from_release_json(json.dumps({**UPGRADE, "apply_method": "csa"}), "spire").client_side
+    assert not Release.from_release_json(json.dumps({**UPGRADE, "apply_method": "ssa"}), "spire").client_side
