@@ -41,6 +41,8 @@ CONTROLLERS = ("node-lifecycle-controller", "deployment-controller", "replicaset
                "disruption-controller", "clusterrole-aggregation-controller")
 KWOKCTL_TIMEOUT_S = 300
 READY_TIMEOUT_S = 60
+READYZ_POLL_S = 0.05
+READYZ_TIMEOUT_S = 5  # one /readyz request
 API_UP_FILE = "api.up"  # written when kwokctl's control plane is up: the emulator, started earlier, waits for it
 
 
@@ -172,27 +174,54 @@ def _api_url(kubeconfig: Path) -> str:
     raise StartFailed(f"no server URL in {kubeconfig}")
 
 
-def _wait_nodes_ready(kubeconfig: Path, count: int, timeout_s: float) -> None:
+def _wait_ready(kubeconfig: Path, nodes: int, timeout_s: float) -> None:
+    """Wait until the API server's /readyz answers ok, then until `nodes` nodes are Ready."""
     from kubernetes import config
 
-    from sandbox.rawapi import watch
-
     api = config.new_client_from_config(config_file=str(kubeconfig))
-    ready: set[str] = set()
-    last = "no node seen"
     deadline = time.monotonic() + timeout_s
     try:
-        while len(ready) < count and time.monotonic() < deadline:
-            for event in watch(api, "/api/v1/nodes", max(1, int(deadline - time.monotonic()))):
-                node = event["object"]
-                name = node.get("metadata", {}).get("name", "?")
-                conds = {c.get("type"): c.get("status") for c in (node.get("status") or {}).get("conditions") or []}
-                last = f"node {name} Ready={conds.get('Ready', 'unknown')}"
-                (ready.add if event["type"] != "DELETED" and conds.get("Ready") == "True" else ready.discard)(name)
-                if len(ready) >= count:
-                    break
+        _wait_api_ready(api, deadline, timeout_s)
+        _wait_nodes_ready(api, nodes, deadline, timeout_s)
     finally:
         api.close()
+
+
+def _wait_api_ready(api, deadline: float, timeout_s: float) -> None:  # noqa: ANN001 - ApiClient
+    """kwokctl's own wait runs `kubectl get --raw /healthz` every 0.5 s (a kubectl start each, 0.3-0.5 s while the
+    control plane starts): polled here directly, the ready API server is noticed within READYZ_POLL_S."""
+    from kubernetes.client.exceptions import ApiException
+
+    from sandbox.rawapi import text
+
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        try:
+            if text(api, "/readyz", timeout_s=READYZ_TIMEOUT_S).strip() == "ok":
+                return
+        except ApiException as exc:
+            failing = [line.strip() for line in (exc.body or "").splitlines() if "failed" in line]
+            last = f"HTTP {exc.status}: {'; '.join(failing) or exc.reason}"
+        except Exception as exc:  # noqa: BLE001 - connection refused or reset while the server starts
+            last = f"{type(exc).__name__}: {exc}"
+        time.sleep(READYZ_POLL_S)
+    raise StartFailed(f"waited {timeout_s:.0f} s for the API server's /readyz to answer ok; last: {last[:500]}")
+
+
+def _wait_nodes_ready(api, count: int, deadline: float, timeout_s: float) -> None:  # noqa: ANN001 - ApiClient
+    from sandbox.rawapi import watch
+
+    ready: set[str] = set()
+    last = "no node seen"
+    while len(ready) < count and time.monotonic() < deadline:
+        for event in watch(api, "/api/v1/nodes", max(1, int(deadline - time.monotonic()))):
+            node = event["object"]
+            name = node.get("metadata", {}).get("name", "?")
+            conds = {c.get("type"): c.get("status") for c in (node.get("status") or {}).get("conditions") or []}
+            last = f"node {name} Ready={conds.get('Ready', 'unknown')}"
+            (ready.add if event["type"] != "DELETED" and conds.get("Ready") == "True" else ready.discard)(name)
+            if len(ready) >= count:
+                break
     if len(ready) < count:
         raise StartFailed(f"waited {timeout_s:.0f} s for {count} Ready nodes, saw {len(ready)}; last: {last}")
 
@@ -235,7 +264,7 @@ def _start(name: str, nodes: int, api_port: int | None, tick_s: float, timeout_s
                        nodes=nodes, pids=pids, created_at=time.time())
     _kwok_config(state_dir / "kwokctl.yaml", _allocate_ports(state_dir, api_port))
     args = ["create", "cluster", "--name", name, "--runtime", "binary", "-c", str(state_dir / "kwokctl.yaml"),
-            "--kubeconfig", str(kubeconfig), "--wait", f"{int(timeout_s)}s",
+            "--kubeconfig", str(kubeconfig),  # no --wait: _wait_ready polls faster than kwokctl
             "--enable-crds", ",".join(KWOK_CRDS),
             # with no default route (a private network namespace) the apiserver cannot pick an address itself
             "--extra-args", "kube-apiserver=advertise-address=127.0.0.1"]
@@ -256,7 +285,7 @@ def _start(name: str, nodes: int, api_port: int | None, tick_s: float, timeout_s
         info.api_url = _api_url(kubeconfig)
         processes.write_atomically(state_dir / API_UP_FILE, info.api_url + "\n")  # the emulator goes on from here
         _kwokctl(["scale", "node", "--name", name, "--replicas", str(nodes)], state_dir)
-        _wait_nodes_ready(kubeconfig, nodes, timeout_s)
+        _wait_ready(kubeconfig, nodes, timeout_s)
         info.chart_repo_url = processes.wait_ready(charts_ready, pids["chartrepo"], "chart repository",
                                                    logs / "chartrepo.log", READY_TIMEOUT_S)
         processes.wait_ready(emulator_ready, pids["emulator"], "mesh emulator", logs / "emulator.log",

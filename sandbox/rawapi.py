@@ -44,6 +44,11 @@ def request(api: ApiClient, method: str, resource: str, *, timeout_s: float, bod
     return json.loads(raw) if raw else {}
 
 
+def text(api: ApiClient, resource: str, *, timeout_s: float) -> str:
+    """GET `resource` as text (a health endpoint such as /readyz); non-2xx raises ApiException with the body."""
+    return _send(api, "GET", resource, [], None, JSON, timeout_s).read().decode(errors="replace")
+
+
 def watch(api: ApiClient, resource: str, timeout_s: int, resource_version: str = "") -> Iterator[dict]:
     """The events of one watch of `resource` ({"type", "object"}), until the server ends it after `timeout_s`.
 

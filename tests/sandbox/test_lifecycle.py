@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -27,6 +28,9 @@ def test_second_sandbox_runs_beside_the_first_and_down_leaves_nothing(sandbox_cl
         nodes = subprocess.run(["kubectl", "--kubeconfig", kubeconfig, "get", "nodes", "--no-headers"],
                                capture_output=True, text=True, timeout=30)
         assert nodes.returncode == 0 and " Ready " in nodes.stdout, nodes.stderr
+        readyz = subprocess.run(["kubectl", "--kubeconfig", kubeconfig, "get", "--raw", "/readyz"],
+                                capture_output=True, text=True, timeout=30)
+        assert readyz.stdout.strip() == "ok", readyz.stderr  # `up` returned only once the API server was ready
         version = subprocess.run(["kubectl", "--kubeconfig", kubeconfig, "version", "-o", "yaml"],
                                  capture_output=True, text=True, timeout=30)
         assert "gitVersion: v1.36." in version.stdout.split("serverVersion:")[1]
@@ -41,6 +45,22 @@ def test_second_sandbox_runs_beside_the_first_and_down_leaves_nothing(sandbox_cl
     assert processes.using(state_dir) == []
     assert not state_dir.exists()
     assert sandbox_cluster.running(), "taking one sandbox down must not touch another"
+
+
+def test_api_server_that_never_answers_is_named_with_what_was_seen(sandbox_cluster):
+    from kubernetes import config
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]  # closed again when the block ends: nothing listens there
+    api = config.new_client_from_config(config_file=str(sandbox_cluster.kubeconfig))
+    api.configuration.host = f"https://127.0.0.1:{closed_port}"
+    try:
+        with pytest.raises(lifecycle.StartFailed, match=r"waited 1 s for the API server's /readyz .* last: .*"
+                                                        r"(Connection refused|MaxRetryError)"):
+            lifecycle._wait_api_ready(api, time.monotonic() + 1, 1)
+    finally:
+        api.close()
 
 
 def test_unknown_name_is_a_clear_error():
