@@ -21,7 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-from guide_vs_shell import prefect_server
+from guide_vs_shell import prefect_server, warn_if_shared
 
 PR_SET_CHILD_SUBREAPER = 36
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -98,6 +98,7 @@ def main() -> int:
     args = parser.parse_args()
     if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         raise SystemExit(f"prctl(PR_SET_CHILD_SUBREAPER) failed: {os.strerror(ctypes.get_errno())}")
+    warn_if_shared()
     work = Path(tempfile.mkdtemp(prefix="meshid-fleet-bench-"))
     os.environ.update({"MESHID_SANDBOX_TICK_S": str(args.tick), "MESHID_RUNS_DIR": str(work / "runs"),
                        "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING"})

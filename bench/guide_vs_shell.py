@@ -63,6 +63,33 @@ def prefect_server(home: Path):
         proc.wait(timeout=30)
 
 
+def competing_processes() -> list[str]:
+    """Control planes and Prefect servers already running here: they take CPU from every round, on both sides, but not
+    evenly (one leftover sandbox and three idle Prefect servers, about 15 % of a core, ran during two 7-round runs
+    that printed 0.82 and 0.91; the same code printed 0.77 and 0.76 without them)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0") if proc.name.isdigit() else []
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if argv and argv[0].endswith("kube-apiserver"):
+            sandbox = argv[0].split("/sandboxes/", 1)[1].split("/", 1)[0] if "/sandboxes/" in argv[0] else None
+            found.append(f"sandbox {sandbox} (stop it: meshid sandbox down --name {sandbox})" if sandbox
+                         else f"kube-apiserver pid {proc.name}")
+        elif any(a.endswith("prefect") and argv[i + 1:i + 3] == ["server", "start"] for i, a in enumerate(argv[:2])):
+            found.append(f"prefect server start pid {proc.name}")
+    return sorted(found)
+
+
+def warn_if_shared() -> None:
+    """Say which processes will share the machine with the benchmark, before it starts."""
+    others = competing_processes()
+    if others:
+        print(f"warning: {len(others)} other process(es) will take CPU from the rounds and skew the figures: "
+              f"{'; '.join(others)}", flush=True)
+
+
 def _timed(argv: list[str], env: dict[str, str], log: Path) -> float:
     started = time.monotonic()
     with log.open("w") as out:
@@ -83,6 +110,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.rounds < 3:
         parser.error(f"--rounds {args.rounds}: a median needs at least 3 rounds")
+    warn_if_shared()
     work = Path(tempfile.mkdtemp(prefix="meshid-bench-"))
     base = {**os.environ, "MESHID_SANDBOX_TICK_S": str(args.tick), "SANDBOX_TICK": str(args.tick),
             "MESHID_RUNS_DIR": str(work / "runs"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
