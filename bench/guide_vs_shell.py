@@ -65,8 +65,8 @@ def prefect_server(home: Path):
 
 def competing_processes() -> list[str]:
     """Control planes and Prefect servers already running here: they take CPU from every round, on both sides, but not
-    evenly (one leftover sandbox and three idle Prefect servers, about 15 % of a core, ran during two 7-round runs
-    that printed 0.82 and 0.91; the same code printed 0.77 and 0.76 without them)."""
+    evenly (one leftover sandbox and three idle Prefect servers, about 15 % of a core, ran during three 7-round runs
+    that printed 0.77, 0.82 and 0.91; the same code printed 0.77 and 0.76 without them)."""
     found = []
     for proc in Path("/proc").iterdir():
         try:

@@ -24,11 +24,10 @@ from sandbox.emulator.config import CONFIG_FILE, ConfigSource
 from sandbox.emulator.dataplane import DataPlane
 from sandbox.emulator.kubeapi import Writer
 from sandbox.emulator.status import Reconciler
-from sandbox.processes import write_atomically
+from sandbox.processes import READY_POLL_S, write_atomically
 
 PUBLISHED = ("kube-public", "meshid-sandbox-emulator")
 SYNC_TIMEOUT_S = 30
-WAIT_POLL_S = 0.02
 log = logging.getLogger("emulator")
 
 
@@ -36,7 +35,7 @@ def wait_for(path: Path, timeout_s: float, stop: threading.Event) -> bool:
     """Wait until `path` exists; False if `timeout_s` passed first or `stop` was set."""
     deadline = time.monotonic() + timeout_s
     while not path.exists():
-        if stop.wait(WAIT_POLL_S) or time.monotonic() > deadline:
+        if stop.wait(READY_POLL_S) or time.monotonic() > deadline:
             return False
     return True
 
