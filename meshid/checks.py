@@ -74,6 +74,12 @@ CATALOGUE: dict[str, CheckSpec] = {
             "CSI driver `csi.spiffe.io` is missing on that node.",
         ),
         CheckSpec(
+            "MID014", "Demo pods mount the SPIFFE CSI volume (driver registered on their nodes)", _FAIL,
+            "Injected pods carry an inline `csi.spiffe.io` volume and stay in ContainerCreating (kubelet event "
+            "FailedMount: driver not found in the list of registered CSI drivers) until SPIRE's CSI driver DaemonSet "
+            "`RELEASE-spiffe-csi-driver` is ready on their node: check that DaemonSet's pods, events and logs.",
+        ),
+        CheckSpec(
             "MID012", "Mesh default has meshServices.mode Exclusive", _FAIL,
             "Set `spec.meshServices.mode: Exclusive` on Mesh `default`; otherwise MeshIdentity reports "
             "MeshServicesDisabled and issues no identity.",
@@ -85,14 +91,21 @@ CATALOGUE: dict[str, CheckSpec] = {
         ),
         CheckSpec(
             "MID020", "SPIRE server ready", _FAIL,
-            "Inspect `spire-server-0` in the SPIRE namespace (it needs a bound PVC). If `helm install spire` hung "
-            "with an ImagePullBackOff hook pod, set `global.spire.tools.kubectl.tag` to an existing tag "
-            "(e.g. v1.31.11).",
+            "Inspect `RELEASE-server-0` in the SPIRE namespace (it needs its `spire-data` claim bound). If `helm "
+            "install spire` hung with an ImagePullBackOff hook pod, set `global.spire.tools.kubectl.tag` to an "
+            "existing tag (e.g. v1.31.11).",
         ),
         CheckSpec(
             "MID021", "SPIRE agents and SPIFFE CSI driver ready on every node", _FAIL,
-            "DaemonSets `spire-agent` and `spire-spiffe-csi-driver` must be ready on every node and CSIDriver "
+            "DaemonSets `RELEASE-agent` and `RELEASE-spiffe-csi-driver` must be ready on every node and CSIDriver "
             "`csi.spiffe.io` must exist, or injected pods stay in ContainerCreating.",
+        ),
+        CheckSpec(
+            "MID023", "SPIRE's datastore claim can be provisioned (default StorageClass)", _FAIL,
+            "The spire chart keeps the server's datastore on a 1Gi claim `spire-data-RELEASE-server-0` without a "
+            "storageClassName, so it needs a default StorageClass: mark one default (annotation "
+            "`storageclass.kubernetes.io/is-default-class: \"true\"`), or run with `--spire-persistence emptyDir` "
+            "(`spire-server.persistence.type=emptyDir`: no claim, the datastore is lost whenever the server restarts).",
         ),
         CheckSpec(
             "MID022", "SPIRE socket injection enabled on the control plane", _FAIL,
@@ -101,15 +114,22 @@ CATALOGUE: dict[str, CheckSpec] = {
         ),
         CheckSpec(
             "MID030", "SPIRE registration reconciled for the demo pods", _FAIL,
-            "The ClusterSPIFFEID that matches the demo pods must show `status.stats.podsSelected` > 0 and no "
-            "`entryFailures`: check its podSelector (`kuma.io/mesh: default`), its `className` and the "
-            "spire-controller-manager logs.",
+            "The ClusterSPIFFEID that issues the demo's IDs (the guide's with the chart's `className`, else the "
+            "chart's fallback `NAMESPACE-RELEASE-default`) must show `status.stats` with `podsSelected` > 0: check its "
+            "`className`, its selectors and the spire-controller-manager logs.",
         ),
         CheckSpec(
             "MID031", "Guide's ClusterSPIFFEID reconciled (has a className)", _WARN,
             "SPIRE reconciles only ClusterSPIFFEIDs whose `spec.className` is the chart's class (release namespace, "
             "dash, release: `spire-spire`); the chart's fallback `spire-spire-default` issues the IDs meanwhile. "
             "Add the className to make the guide's CR count.",
+        ),
+        CheckSpec(
+            "MID032", "SPIRE holds a registration entry for every demo pod", _FAIL,
+            "SPIRE issues an SVID only to a pod it holds an entry for (the SPIFFE ID and the selector "
+            "`k8s:pod-uid:UID`): read `kubectl exec -n NAMESPACE RELEASE-server-0 -c spire-server -- "
+            "spire-server entry show`, the ClusterSPIFFEID that should select the pods (className, selectors, "
+            "template) and the spire-controller-manager logs.",
         ),
         CheckSpec(
             "MID040", "MeshIdentity Ready=True", _FAIL,
@@ -144,13 +164,20 @@ CATALOGUE: dict[str, CheckSpec] = {
             "namespace or service account) or SPIRE has no entry for the pod; see MID003, MID030, MID051.",
         ),
         CheckSpec(
+            "MID063", "Allowed traffic is mTLS (kv's inbound completed TLS handshakes)", _FAIL,
+            "kv's sidecar counts no TLS handshake on its inbound listener (`listener.*_5050.ssl.handshake` on its "
+            "admin port 9901), so the calls reached kv without mTLS: check the Mesh's mTLS backend, that kv's pod "
+            "is injected, and its sidecar's stats (`kubectl port-forward KV-POD 9901`, then `/stats`).",
+        ),
+        CheckSpec(
             "MID062", "Traffic allowed without late convergence", _WARN,
             "Allowed only after retries within the window: status ticks, SVID issuance and proxy config are slow "
             "here; check control-plane and SPIRE agent load if the delay grows.",
         ),
         CheckSpec(
             "MID070", "Cleanup removed everything the run created", _FAIL,
-            "Delete the leftovers listed in the stage's touched table by hand before the next run.",
+            "Delete the leftovers the message names by hand before the next run (CRDs the charts keep on uninstall "
+            "and claims a StatefulSet leaves are removed only when this run created them).",
         ),
         CheckSpec(
             "MID080", "Rollout wave within its failure threshold", _FAIL,

@@ -119,7 +119,15 @@ def run_params(args: argparse.Namespace) -> dict:
         params["spire_trust_domain"] = args.spire_trust_domain
     if args.chart_mirror:
         params["charts"] = {"mirror": args.chart_mirror}
-    return params
+    if args.spire_persistence:
+        params["spire_persistence"] = args.spire_persistence
+    return {**params, **spire_namespaces(args)}
+
+
+def spire_namespaces(args: argparse.Namespace) -> dict:
+    """The `namespaces` parameters `--spire-namespace` and `--spire-release` give ({} when neither is set)."""
+    given = {k: v for k, v in (("spire", args.spire_namespace), ("spire_release", args.spire_release)) if v}
+    return {"namespaces": given} if given else {}
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -162,7 +170,8 @@ def _check(args: argparse.Namespace) -> int:
     target = {"name": "check", "provider": "context", "kubeconfig": args.kubeconfig}
     if args.context:
         target["context"] = args.context
-    params = parse_params({"target": target, "trust_domain": args.trust_domain or "default.default.mesh.local"})
+    params = parse_params({"target": target, "trust_domain": args.trust_domain or "default.default.mesh.local",
+                           **spire_namespaces(args)})
     cluster = Cluster(Path(args.kubeconfig), args.context)  # unknown context / unreadable file: InputError
     groups = health.run_checks(cluster, params)
     results = [r for _, group in groups for r in group]
@@ -190,9 +199,16 @@ def _add_check(sub: argparse._SubParsersAction) -> None:
     check.add_argument("--kubeconfig", help="kubeconfig of the cluster")
     check.add_argument("--context", help="kubeconfig context (default: the current one)")
     check.add_argument("--trust-domain", help="expected trust domain (default default.default.mesh.local)")
+    _add_spire_release(check)
     check.add_argument("-o", "--output", choices=["table", "json"], default="table")
     check.add_argument("--list", action="store_true", help="print the check catalogue (codes, severities, hints)")
     check.set_defaults(func=_check)
+
+
+def _add_spire_release(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--spire-namespace", help="namespace of the SPIRE release (default spire)")
+    parser.add_argument("--spire-release", help="helm release name of SPIRE (default spire); SPIRE's workloads are "
+                        "named after it as the chart names them")
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
@@ -213,6 +229,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--registration", choices=["as-guide", "chart-class"], default="as-guide",
                      help="ClusterSPIFFEID as in the guide (ignored by SPIRE) or with the chart's className")
     run.add_argument("--chart-mirror", help="chart repository URL to install every chart from")
+    _add_spire_release(run)
+    run.add_argument("--spire-persistence", choices=["pvc", "emptyDir"],
+                     help="spire-server.persistence.type (default pvc: a claim, which needs a default StorageClass)")
     run.add_argument("--json-report", help="write the JSON report here")
     run.add_argument("--junit", help="write JUnit XML (one testcase per stage) here")
     run.set_defaults(func=_run)

@@ -1,7 +1,9 @@
 """`meshid check`: read-only health checks of Kong Mesh + SPIRE identity on an existing cluster.
 
 Each check is a catalogue code with a severity and a hint, like `linkerd check`. Nothing is changed, except that the
-behaviour check reads the demo's counter (`GET /api/counter`) through a port-forward, as the guide's curl does.
+behaviour check reads the demo's counter (`GET /api/counter`) through a port-forward, as the guide's curl does, and
+kv's sidecar stats through its admin port, and the registration check runs `spire-server entry show` in SPIRE's
+server pod, as an operator would with `kubectl exec`.
 """
 
 from __future__ import annotations
@@ -10,16 +12,18 @@ from collections.abc import Callable
 
 from meshid import checks, identity, registration
 from meshid.conditions import conditions_text, daemonset_ready, has_volume, is_true, live, pods_ready
+from meshid.envoy_admin import handshakes, listener_stats
 from meshid.errors import ExternalCallError
 from meshid.kube import Cluster
-from meshid.manifests import MESH, SPIRE_INJECTION_ENV, traffic_permission
+from meshid.manifests import DEMO_PORT, DEMO_WORKLOADS, MESH, SPIRE_INJECTION_ENV, traffic_permission
 from meshid.models import GuideParams
-from meshid.probes import body_json, counter_probe, denied
+from meshid.probes import body_json, counter_probe, denied, serving_pod
 from meshid.results import CheckResult
+from meshid.spire import CSI_DRIVER
 from meshid.stages.enable_injection import CONTROL_PLANE, injection_env
 from meshid.stages.install_kong_mesh import CONTROL_PLANE_SELECTOR
-from meshid.stages.install_spire import CSI_DRIVER, NODE_DAEMONSETS, SERVER_POD
-from meshid.stages.restart_workloads import DEPLOYMENTS, IDENTITY_SERVICE, SOCKET_VOLUME
+from meshid.stages.restart_workloads import IDENTITY_SERVICE, SOCKET_VOLUME
+from meshid.storage import datastore_claimable
 
 KUMA = "kuma.io/v1alpha1"
 Check = Callable[[Cluster, GuideParams], list[CheckResult]]
@@ -38,12 +42,13 @@ def _control_plane(cluster: Cluster, p: GuideParams) -> list[CheckResult]:
 
 
 def _spire(cluster: Cluster, p: GuideParams) -> list[CheckResult]:
-    ns = p.namespaces.spire
-    server = cluster.get("v1", "Pod", SERVER_POD, ns)
+    spire = p.spire
+    server = cluster.get("v1", "Pod", spire.server_pod, spire.namespace)
     ok, seen = pods_ready()([server] if server else [])
-    results = [checks.result("MID020", ok, f"{SERVER_POD}: {seen}")]
-    for name in NODE_DAEMONSETS:
-        ds = cluster.get("apps/v1", "DaemonSet", name, ns)
+    results = [checks.result("MID020", ok, f"{spire.server_pod}: {seen}"),
+               checks.result("MID023", *datastore_claimable(cluster, spire, p.spire_persistence))]
+    for name in spire.node_daemonsets:
+        ds = cluster.get("apps/v1", "DaemonSet", name, spire.namespace)
         ready, seen = daemonset_ready(ds) if ds else (False, "missing")
         results.append(checks.result("MID021", ready, f"daemonset {name}: {seen}"))
     driver = cluster.get("storage.k8s.io/v1", "CSIDriver", CSI_DRIVER)
@@ -52,8 +57,13 @@ def _spire(cluster: Cluster, p: GuideParams) -> list[CheckResult]:
     crs, _ = cluster.list("spire.spiffe.io/v1alpha1", "ClusterSPIFFEID")
     ok, seen = registration.reconciled(crs, p)
     ignored = registration.ignored_guide_cr(crs, p)
+    try:
+        entries = registration.demo_entries(cluster, p, p.timeouts.http_s)
+    except ExternalCallError as exc:
+        entries = (False, str(exc))
     return results + [checks.result("MID030", ok, seen),
-                      checks.result("MID031", ignored is None, ignored or "no ignored ClusterSPIFFEID")]
+                      checks.result("MID031", ignored is None, ignored or "no ignored ClusterSPIFFEID"),
+                      checks.result("MID032", *entries)]
 
 
 def _identity(cluster: Cluster, p: GuideParams) -> list[CheckResult]:
@@ -67,7 +77,7 @@ def _identity(cluster: Cluster, p: GuideParams) -> list[CheckResult]:
         results.append(checks.result("MID041", not identity.services_disabled(obj), f"MeshIdentity {name}: "
                                      + conditions_text(obj)))
         results.append(checks.result("MID040", is_true(obj, "Ready"), f"MeshIdentity {name}: " + conditions_text(obj)))
-    pods, _ = cluster.list("v1", "Pod", p.namespaces.demo, label_selector=f"app in ({','.join(DEPLOYMENTS)})")
+    pods, _ = cluster.list("v1", "Pod", p.namespaces.demo, label_selector=f"app in ({','.join(DEMO_WORKLOADS)})")
     missing = [q["metadata"]["name"] for q in live(pods) if not has_volume(q, SOCKET_VOLUME)]
     results.append(checks.result("MID050", bool(pods) and not missing, f"pods without {SOCKET_VOLUME}: "
                                  f"{', '.join(missing)}" if missing else f"demo pods carry {SOCKET_VOLUME}"))
@@ -82,10 +92,15 @@ def _behaviour(cluster: Cluster, p: GuideParams) -> list[CheckResult]:
     with counter_probe(cluster, p.namespaces.demo, timeout_s=p.timeouts.http_s) as probe:
         answer = probe.call("GET")
     seen = f"GET /api/counter: HTTP {answer.status} {answer.body[:160]}" if answer.status else f"no answer: {answer.error}"
-    if permitted:
-        served = answer.status == 200 and body_json(answer).get("zone") == ""  # GET reads; counter may be 0
-        return [checks.result("MID061", served, f"with MeshTrafficPermission {mtp['name']}: {seen}")]
-    return [checks.result("MID060", denied(answer), f"without MeshTrafficPermission {mtp['name']}: {seen}")]
+    if not permitted:
+        return [checks.result("MID060", denied(answer), f"without MeshTrafficPermission {mtp['name']}: {seen}")]
+    served = answer.status == 200 and body_json(answer).get("zone") == ""  # GET reads; counter may be 0
+    kv = serving_pod(cluster, p.namespaces.demo, IDENTITY_SERVICE)
+    count = handshakes(listener_stats(cluster, p.namespaces.demo, kv, DEMO_PORT, p.timeouts.http_s), DEMO_PORT)
+    tls = (f"kv pod {kv}: listener *_{DEMO_PORT} ssl.handshake {count}" if count is not None
+           else f"kv pod {kv}: no TLS stats on its inbound listener {DEMO_PORT}")
+    return [checks.result("MID061", served, f"with MeshTrafficPermission {mtp['name']}: {seen}"),
+            checks.result("MID063", bool(count), tls)]
 
 
 SUITE: tuple[tuple[str, Check], ...] = (

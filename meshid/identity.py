@@ -35,12 +35,19 @@ def spiffe_id_matches(match: Mapping[str, Any], spiffe_id: str) -> bool:
 
 
 def permits(permission: Obj, spiffe_id: str) -> bool:
-    """Whether a MeshTrafficPermission's rules let `spiffe_id` in: an allow match and no deny match (deny wins).
-    Legacy `from` entries match service tags, which no SPIRE identity carries, so they never do."""
-    defaults = [rule.get("default") or {} for rule in permission.get("spec", {}).get("rules") or []]
+    """Whether a MeshTrafficPermission's rules let `spiffe_id` in. Kuma 2.12 matches them in order, each rule's deny
+    before its allow (`[rule1.deny, rule1.allow, rule2.deny, ...]`), the first match wins and nothing matched is denied
+    (kumahq/kuma 2.12.3 pkg/plugins/policies/meshtrafficpermission/xds/rbac_configurer.go, createMatcher). Legacy
+    `from` entries match service tags, which no SPIRE identity carries, so they never do."""
+    for rule in permission.get("spec", {}).get("rules") or []:
+        default = rule.get("default") or {}
 
-    def matched(*keys: str) -> bool:
-        return any(spiffe_id_matches(entry.get("spiffeID") or {}, spiffe_id)
-                   for default in defaults for key in keys for entry in default.get(key) or [])
+        def matched(*keys: str) -> bool:
+            return any(spiffe_id_matches(entry.get("spiffeID") or {}, spiffe_id)
+                       for key in keys for entry in default.get(key) or [])
 
-    return matched("allow", "allowWithShadowDeny") and not matched("deny")
+        if matched("deny"):
+            return False
+        if matched("allow", "allowWithShadowDeny"):
+            return True
+    return False

@@ -15,13 +15,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from kubernetes import config
 from kubernetes.client.rest import ApiException
 
 from meshid.errors import ExternalCallError, InputError, WaitTimeout, is_transient
+
+if TYPE_CHECKING:
+    from meshid.podexec import ExecResult
 
 Obj = dict[str, Any]
 Condition = Callable[[list[Obj]], tuple[bool, str]]
@@ -281,6 +284,19 @@ class Cluster:
             return resp.read().decode(errors="replace")
         finally:
             resp.release_conn()
+
+    def exec(self, namespace: str, pod: str, container: str, command: list[str],
+             timeout_s: float | None = None) -> ExecResult:
+        """Run `command` in a pod's container (what `kubectl exec` does) within one timeout; a command that ran and
+        exited non-zero is a result, not an error."""
+        from meshid.podexec import ExecFailed, run
+
+        what = f"exec {command[0]} in pod {namespace}/{pod} (container {container})"
+        try:
+            return run(self.api, namespace, pod, container, command, timeout_s or self.timeout_s)
+        except ExecFailed as exc:
+            transient = exc.timed_out or exc.status is None or exc.status in (429, 500, 502, 503, 504)
+            raise ApiError(what, str(exc), transient, exc.status) from None
 
     @contextmanager
     def port_forward(self, namespace: str, pod: str, port: int) -> Iterator[int]:

@@ -29,11 +29,20 @@ class AppliedObject:
 
 @dataclass(frozen=True)
 class AppliedRelease:
-    """A helm release the run installed (`previous_revision` None) or upgraded (from `previous_revision`)."""
+    """A helm release the run installed (`previous_revision` None) or upgraded (from `previous_revision`).
+
+    An install also records what the release leaves behind on `helm uninstall` that did not exist before it, so undo
+    removes that too: CRDs (of `crd_group`; helm never deletes a chart's `crds/`, and spire-crds marks its CRDs
+    `helm.sh/resource-policy: keep`) beyond those in `crds_before`, and `claims`, the PersistentVolumeClaims its
+    StatefulSets create from their volumeClaimTemplates (the claims outlive the StatefulSet).
+    """
 
     name: str
     namespace: str
     previous_revision: int | None
+    crd_group: str | None = None
+    crds_before: tuple[str, ...] = ()
+    claims: tuple[str, ...] = ()
 
     def same(self, other: Entry) -> bool:
         """Whether `other` records the same release."""
@@ -83,4 +92,8 @@ class Ledger:
         if not path.is_file():
             return cls(path=path)
         types = {"AppliedObject": AppliedObject, "AppliedRelease": AppliedRelease}
-        return cls(path=path, entries=[types[e.pop("type")](**e) for e in json.loads(path.read_text())])
+        entries = []
+        for raw in json.loads(path.read_text()):
+            kind = types[raw.pop("type")]
+            entries.append(kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}))
+        return cls(path=path, entries=entries)

@@ -21,6 +21,7 @@ DEMO_IMAGE = (
 OTEL_ENDPOINT = "http://opentelemetry-collector.mesh-observability:4317"
 DEMO_PORT = 5050
 CLUSTER_SPIFFE_ID = "spire-registration"  # the guide's ClusterSPIFFEID
+DEMO_WORKLOADS = ("demo-app", "kv")  # the demo Deployments with replicas (demo-app-v2 has none)
 SPIRE_INJECTION_ENV = "KUMA_RUNTIME_KUBERNETES_INJECTOR_SPIRE_ENABLED"
 
 
@@ -131,7 +132,7 @@ def cluster_spiffe_id(params: GuideParams) -> Manifest:
         "workloadSelectorTemplates": [f"k8s:ns:{params.namespaces.demo}"],
     }
     if params.registration is RegistrationClass.CHART_CLASS:
-        spec["className"] = f"{params.namespaces.spire}-{params.namespaces.spire_release}"
+        spec["className"] = params.spire.controller_class
     return {
         "apiVersion": "spire.spiffe.io/v1alpha1",
         "kind": "ClusterSPIFFEID",
@@ -185,11 +186,14 @@ def traffic_permission(params: GuideParams) -> Manifest:
 
 
 def spire_values(params: GuideParams) -> list[str]:
-    """`key=value` pairs for `helm --set` on the spire chart."""
-    return [
+    """`key=value` pairs for `helm --set` on the spire chart (the chart's own persistence default is pvc)."""
+    values = [
         f"global.spire.trustDomain={params.resolved_spire_trust_domain}",
         f"global.spire.tools.kubectl.tag={params.charts.kubectl_hook_tag}",
     ]
+    if params.spire_persistence != "pvc":
+        values.append(f"spire-server.persistence.type={params.spire_persistence}")
+    return values
 
 
 def injection_env_values(params: GuideParams) -> list[str]:

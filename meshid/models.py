@@ -14,6 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from meshid.errors import InputError, checked, input_error, pydantic_error
 from meshid.identity import spiffe_id_matches
+from meshid.spire import SpireRelease
 from meshid.spiffe import (
     DEFAULT_PATH_TEMPLATE,
     DEFAULT_TRUST_DOMAIN,
@@ -168,8 +169,9 @@ class Namespaces(_Model):
 
     control_plane: DnsLabel = Field("kong-mesh-system", description="Kong Mesh control plane namespace.")
     demo: DnsLabel = Field("kong-mesh-demo", description="Demo application namespace.")
-    spire: DnsLabel = Field("spire", description="SPIRE namespace.")
-    spire_release: DnsLabel = Field("spire", description="Helm release name of the SPIRE chart.")
+    spire: DnsLabel = Field("spire", description="SPIRE namespace (the spire chart's release namespace).")
+    spire_release: DnsLabel = Field("spire", description="Helm release name of the SPIRE chart; SPIRE's workloads, "
+                                    "controller class and webhook are named after it as the chart names them.")
 
 
 class PermissionMatch(_Model):
@@ -233,6 +235,15 @@ class GuideParams(_Model):
     spire_trust_domain: TrustDomain | None = Field(
         None, description="SPIRE's trust domain; defaults to trust_domain (set it to model a mismatched install)."
     )
+    spire_persistence: Literal["pvc", "emptyDir"] = Field(
+        "pvc", description="spire-server.persistence.type: pvc (the chart's default: a 1Gi claim, which needs a "
+        "default StorageClass) or emptyDir (no claim; SPIRE's datastore is lost whenever the server restarts).",
+    )
+
+    @property
+    def spire(self) -> SpireRelease:
+        """The SPIRE release the run installs or checks, with the names the chart derives from it."""
+        return SpireRelease(self.namespaces.spire, self.namespaces.spire_release)
 
     @property
     def resolved_spire_trust_domain(self) -> str:

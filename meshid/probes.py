@@ -57,16 +57,22 @@ class Probe:
 
 
 @contextmanager
-def counter_probe(cluster: Cluster, namespace: str, service: str = "demo-app", port: int = 5050,
-                  timeout_s: float = 10.0) -> Iterator[Probe]:
-    """A probe of the Service's counter API through a port-forward to one of its pods."""
-    pod = serving_pod(cluster, namespace, service)
-    # Plain HTTP to this machine's loopback: no proxy from the environment, and a TLS context that trusts nothing
-    # (any https would fail), which spares loading the CA bundle, 20 to 50 ms of CPU per probe.
+def forwarded(cluster: Cluster, namespace: str, pod: str, port: int, timeout_s: float) -> Iterator[Probe]:
+    """Plain HTTP calls to `pod:port` through a port-forward on this machine's loopback: no proxy from the
+    environment, a new connection per call (as `curl` makes them), and a TLS context that trusts nothing (any https
+    would fail), which spares loading the CA bundle, 20 to 50 ms of CPU per probe."""
     with cluster.port_forward(namespace, pod, port) as local_port, \
             httpx.Client(timeout=timeout_s, trust_env=False, verify=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT),
                          limits=httpx.Limits(max_keepalive_connections=0)) as http:
         yield Probe(f"http://127.0.0.1:{local_port}", pod, http)
+
+
+@contextmanager
+def counter_probe(cluster: Cluster, namespace: str, service: str = "demo-app", port: int = 5050,
+                  timeout_s: float = 10.0) -> Iterator[Probe]:
+    """A probe of the Service's counter API through a port-forward to one of its pods."""
+    with forwarded(cluster, namespace, serving_pod(cluster, namespace, service), port, timeout_s) as probe:
+        yield probe
 
 
 def body_json(exchange: HttpExchange) -> dict:

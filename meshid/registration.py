@@ -1,22 +1,29 @@
-"""Which ClusterSPIFFEID issues the demo's SPIFFE IDs, and whether SPIRE reconciled it (pure functions).
+"""Which ClusterSPIFFEID issues the demo's SPIFFE IDs, whether SPIRE reconciled it, and whether SPIRE holds a
+registration entry for each demo pod.
 
 SPIRE's controller reconciles only ClusterSPIFFEIDs whose className is its class (`<spire ns>-<release>`); with
-watchClassless false, the guide's CR (no className) is ignored and the chart's fallback CR issues the IDs.
+watchClassless false, the guide's CR (no className) is ignored and the chart's fallback CR issues the IDs. A CR's
+`status.stats` proves only that the controller looked at it: the fallback CR selects the pods of every namespace, and
+a pod not yet on a node counts as a render failure ("node ... not found in cache") wherever it is. What proves the demo
+got its identities is SPIRE's own registration entries (spire-controller-manager gives each pod an entry with the
+selector `k8s:pod-uid:<uid>`, pkg/spireentry/reconciler.go).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from meshid.conditions import live
 from meshid.manifests import CLUSTER_SPIFFE_ID as GUIDE_CR
+from meshid.manifests import DEMO_WORKLOADS
 from meshid.models import GuideParams
+from meshid.spire import Entry
+
+if TYPE_CHECKING:
+    from meshid.kube import Cluster
 
 Obj = dict[str, Any]
-
-
-def controller_class(params: GuideParams) -> str:
-    """The SPIRE controller's class name, as the spire chart sets it."""
-    return f"{params.namespaces.spire}-{params.namespaces.spire_release}"
+POD_UID_SELECTOR = "k8s:pod-uid:"
 
 
 def stats(cr: Obj) -> dict[str, int]:
@@ -26,7 +33,7 @@ def stats(cr: Obj) -> dict[str, int]:
 
 def issuing(crs: list[Obj], params: GuideParams) -> Obj | None:
     """The CR that issues the demo's IDs: the guide's when it carries the controller's class, else the fallback."""
-    cls = controller_class(params)
+    cls = params.spire.controller_class
     guide = next((c for c in crs if c["metadata"]["name"] == GUIDE_CR), None)
     if guide is not None and guide.get("spec", {}).get("className") == cls:
         return guide
@@ -35,13 +42,13 @@ def issuing(crs: list[Obj], params: GuideParams) -> Obj | None:
 
 
 def reconciled(crs: list[Obj], params: GuideParams) -> tuple[bool, str]:
-    """Whether the issuing CR selected pods without failures, and what it shows."""
+    """Whether SPIRE reconciled the issuing CR (it has stats and selected pods), and what it shows. Render failures
+    are reported, not judged: pods pending anywhere in the cluster count there; the entries check judges the demo."""
     cr = issuing(crs, params)
     if cr is None:
-        return False, f"no ClusterSPIFFEID with className {controller_class(params)} (the guide's or a fallback)"
+        return False, f"no ClusterSPIFFEID with className {params.spire.controller_class} (the guide's or a fallback)"
     s = stats(cr)
-    ok = s.get("podsSelected", 0) > 0 and not s.get("entryFailures", 0) and not s.get("podEntryRenderFailures", 0)
-    return ok, f"{cr['metadata']['name']}: {s or 'no stats yet'}"
+    return s.get("podsSelected", 0) > 0, f"{cr['metadata']['name']}: {s or 'no stats yet'}"
 
 
 def ignored_guide_cr(crs: list[Obj], params: GuideParams) -> str | None:
@@ -52,5 +59,33 @@ def ignored_guide_cr(crs: list[Obj], params: GuideParams) -> str | None:
     source = issuing(crs, params)
     by = (f"the demo's IDs come from {source['metadata']['name']} (podsSelected {stats(source).get('podsSelected')})"
           if source else "no other CR issues them")
-    return (f"ClusterSPIFFEID {GUIDE_CR} has no className, so SPIRE's controller (class {controller_class(params)}, "
-            f"watchClassless false) ignores it and its stats stay empty; {by}")
+    return (f"ClusterSPIFFEID {GUIDE_CR} has no className, so SPIRE's controller (class "
+            f"{params.spire.controller_class}, watchClassless false) ignores it and its stats stay empty; {by}")
+
+
+def unregistered(entries: list[Entry], pods: list[Obj], spiffe_id: str) -> list[str]:
+    """Names of the pods SPIRE holds no entry for that issues `spiffe_id` to that very pod (by its UID)."""
+    registered = {selector.removeprefix(POD_UID_SELECTOR) for e in entries if e.spiffe_id == spiffe_id
+                  for selector in e.selectors if selector.startswith(POD_UID_SELECTOR)}
+    return [p["metadata"]["name"] for p in pods if p["metadata"].get("uid") not in registered]
+
+
+def entries_seen(entries: list[Entry], pods: list[Obj], spiffe_id: str) -> tuple[bool, str]:
+    """Whether every pod has an entry for `spiffe_id`, and what SPIRE holds (for messages and waits)."""
+    missing = unregistered(entries, pods, spiffe_id)
+    ids = sorted({e.spiffe_id for e in entries})
+    if not pods:
+        return False, "no demo pods to check"
+    if missing:
+        return False, (f"no entry issuing {spiffe_id} to pod(s) {', '.join(missing)}; SPIRE holds {len(entries)} "
+                       f"entries for {', '.join(ids[:6]) or 'no SPIFFE ID'}{' ...' if len(ids) > 6 else ''}")
+    return True, f"SPIRE holds an entry issuing {spiffe_id} to each of {', '.join(p['metadata']['name'] for p in pods)}"
+
+
+def demo_entries(cluster: Cluster, params: GuideParams, timeout_s: float) -> tuple[bool, str]:
+    """Whether SPIRE holds an entry issuing the demo workloads' SPIFFE ID to each of their running pods (read with
+    the server's own CLI), and what it holds."""
+    selector = f"app in ({','.join(DEMO_WORKLOADS)})"
+    pods, _ = cluster.list("v1", "Pod", params.namespaces.demo, label_selector=selector)
+    scheduled = [p for p in live(pods) if p.get("spec", {}).get("nodeName")]
+    return entries_seen(params.spire.entries(cluster, timeout_s), scheduled, params.workload_id())

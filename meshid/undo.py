@@ -1,7 +1,8 @@
-"""Undo what a run applied (its ledger), newest first: delete created objects, uninstall or roll back releases.
+"""Undo what a run applied (its ledger), newest first: delete created objects, uninstall or roll back releases, and
+remove what an uninstalled release leaves behind that the run created (kept CRDs, StatefulSet claims).
 
 Used by cleanup on existing clusters and by fleet rollouts to roll a cluster back. Objects that existed before the
-run are left as they are.
+run are left as they are. Every deletion is then waited for, so what is still there when undo returns is named.
 """
 
 from __future__ import annotations
@@ -9,30 +10,31 @@ from __future__ import annotations
 from meshid.errors import ExternalCallError, WaitTimeout
 from meshid.helm import Helm
 from meshid.kube import ApiError, Cluster
-from meshid.ledger import AppliedObject, AppliedRelease, Ledger
+from meshid.ledger import AppliedObject, AppliedRelease, Entry, Ledger
 from meshid.stages.output import StageOutput
+
+CRD_API = "apiextensions.k8s.io/v1"
 
 
 def undo(cluster: Cluster, helm: Helm, ledger: Ledger, timeout_s: float, out: StageOutput) -> list[str]:
     """Undo every ledger entry in reverse order and verify; return the problems (empty when all is undone)."""
     problems: list[str] = []
-    deleted: list[AppliedObject] = []
+    deleting: list[tuple[Entry, list[AppliedObject]]] = []  # a ledger entry and the objects its undo deleted
     for entry in reversed(list(ledger.entries)):
         try:
             if isinstance(entry, AppliedRelease):
                 _undo_release(helm, entry, timeout_s, out)
-                ledger.forget(entry)
+                deleting.append((entry, [_delete(cluster, obj, out) for obj in _left_behind(cluster, entry)]))
             elif entry.created:
-                cluster.delete(entry.api_version, entry.kind, entry.name, entry.namespace)
-                out.touch(entry.kind, entry.namespace, entry.name, "deleted")
-                deleted.append(entry)
+                deleting.append((entry, [_delete(cluster, entry, out)]))
             else:
                 ledger.forget(entry)
         except ExternalCallError as exc:
             problems.append(str(exc))
-    for entry in deleted:
+    for entry, objects in deleting:
         try:
-            _wait_gone(cluster, entry, timeout_s)
+            for obj in objects:
+                _wait_gone(cluster, obj, timeout_s)
             ledger.forget(entry)
         except (WaitTimeout, ExternalCallError) as exc:
             problems.append(str(exc))
@@ -48,6 +50,28 @@ def _undo_release(helm: Helm, entry: AppliedRelease, timeout_s: float, out: Stag
         helm.rollback(entry.name, entry.namespace, entry.previous_revision, timeout_s,
                       client_side=current is not None and current.client_side)
         out.touch("HelmRelease", entry.namespace, entry.name, "rolled back", f"to revision {entry.previous_revision}")
+
+
+def _left_behind(cluster: Cluster, entry: AppliedRelease) -> list[AppliedObject]:
+    """What the uninstalled release left that the run created: CRDs of its group that were not there before it, and
+    its StatefulSets' claims."""
+    if entry.previous_revision is not None:
+        return []
+    left = []
+    if entry.crd_group:
+        crds, _ = cluster.list(CRD_API, "CustomResourceDefinition")
+        left += [AppliedObject(CRD_API, "CustomResourceDefinition", c["metadata"]["name"], None, True) for c in crds
+                 if c.get("spec", {}).get("group") == entry.crd_group and c["metadata"]["name"] not in entry.crds_before]
+    for claim in entry.claims:
+        if cluster.get("v1", "PersistentVolumeClaim", claim, entry.namespace) is not None:
+            left.append(AppliedObject("v1", "PersistentVolumeClaim", claim, entry.namespace, True))
+    return left
+
+
+def _delete(cluster: Cluster, entry: AppliedObject, out: StageOutput) -> AppliedObject:
+    if cluster.delete(entry.api_version, entry.kind, entry.name, entry.namespace):
+        out.touch(entry.kind, entry.namespace, entry.name, "deleted")
+    return entry
 
 
 def _wait_gone(cluster: Cluster, entry: AppliedObject, timeout_s: float) -> None:

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from meshid.envoy_admin import handshakes, listener_stats
 from meshid.identity import permits
 from meshid.kube import ApiError
-from meshid.probes import Expectation, allowed, counter_probe, denied, expect
+from meshid.manifests import DEMO_PORT
+from meshid.probes import Expectation, allowed, counter_probe, denied, expect, serving_pod
 from meshid.results import HttpExchange
 from meshid.stages.context import RunContext
 from meshid.stages.output import StageOutput
+from meshid.stages.register_spiffe_ids import check_entries
+from meshid.stages.restart_workloads import IDENTITY_SERVICE
 
 DENIAL_STREAK = 3  # consecutive denials that show identity-based mTLS is in force before the permission
+CONFIRM_S = 5.0  # entries must be there already: the bound only rides out a transient error of the exec
 
 
 def _probe(ctx: RunContext, out: StageOutput, want: Callable[[HttpExchange], bool], consecutive: int) -> Expectation:
@@ -61,11 +66,36 @@ def before_permission(ctx: RunContext, out: StageOutput) -> None:
 
 
 def after_permission(ctx: RunContext, out: StageOutput) -> None:
-    """With the permission, calls must succeed (200, counter >= 1, zone "") N times in a row within the window."""
-    n = ctx.params.stable_successes
+    """With the permission, calls must succeed (200, counter >= 1, zone "") N times in a row within the window, over
+    mTLS (kv's inbound counts TLS handshakes), to pods SPIRE holds entries for."""
+    p = ctx.params
+    n = p.stable_successes
+    kv = serving_pod(ctx.cluster, p.namespaces.demo, IDENTITY_SERVICE)
+    before = _handshakes(ctx, kv)
     result = _probe(ctx, out, allowed, n)
     out.check("MID061", result.met, "allowed: " + _summary(result, n))
     if result.met:
-        late = result.elapsed_s > ctx.params.timeouts.connectivity_s / 2
+        late = result.elapsed_s > p.timeouts.connectivity_s / 2
         out.check("MID062", not late, f"converged after {result.elapsed_s:.1f}s of a "
-                                      f"{ctx.params.timeouts.connectivity_s:.0f}s window")
+                                      f"{p.timeouts.connectivity_s:.0f}s window")
+        after = _handshakes(ctx, kv)
+        out.check("MID063", bool(after), _handshake_summary(kv, before, after))
+    # after success a confirmation; after a failure, whether missing registrations explain it
+    check_entries(ctx, out, timeout_s=CONFIRM_S)
+
+
+def _handshakes(ctx: RunContext, pod: str) -> int | None:
+    return handshakes(listener_stats(ctx.cluster, ctx.params.namespaces.demo, pod, DEMO_PORT, ctx.params.timeouts.http_s),
+                      DEMO_PORT)
+
+
+def _handshake_summary(pod: str, before: int | None, after: int | None) -> str:
+    """What kv's inbound TLS counter says. Its sidecar's counters start at 0 with the pod, so any handshake it counts
+    happened since kv restarted; the calls may reuse a connection opened earlier (Envoy pools upstream connections),
+    so growth during the allowed calls is reported, not required."""
+    if after is None:
+        return f"kv pod {pod}: its inbound listener on {DEMO_PORT} has no TLS stats: the calls were not mTLS"
+    grew = after - (before or 0)
+    return (f"kv pod {pod}: listener *_{DEMO_PORT} ssl.handshake {after} since the pod started"
+            + (f", {grew} during the allowed calls" if grew > 0 else ", none new during the allowed calls (pooled "
+               "connection)") if after else f"kv pod {pod}: no TLS handshake on its inbound listener")

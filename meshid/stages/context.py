@@ -118,8 +118,10 @@ class RunContext:
         return self.cluster.apply(obj), existed
 
     def install(self, source: ChartSource, release: str, namespace: str, values: list[str], out: StageOutput,
-                reuse_values: bool = False, wait: bool = False) -> Release:
-        """`helm upgrade --install` a pinned chart, recording the release (and its earlier revision) first.
+                reuse_values: bool = False, wait: bool = False, crd_group: str | None = None,
+                claims: tuple[str, ...] = ()) -> Release:
+        """`helm upgrade --install` a pinned chart, recording the release (and its earlier revision) first; for a new
+        release also the CRDs of `crd_group` and the `claims` that do not exist yet (it leaves them on uninstall).
 
         Without `wait`, helm returns once the objects are created and the stage watches for the readiness it needs.
         """
@@ -130,7 +132,11 @@ class RunContext:
         new_release = (self.ledger.recorded(created_namespace) == created_namespace
                        and self.ledger.recorded(AppliedRelease(release, namespace, None)) is None)
         before = None if new_release else self.helm.status(release, namespace)
-        self.ledger.record(AppliedRelease(release, namespace, before.revision if before else None))
+        if before is None:
+            self.ledger.record(AppliedRelease(release, namespace, None, crd_group, self._crds(crd_group),
+                                              tuple(c for c in claims if self._absent_claim(c, namespace))))
+        else:
+            self.ledger.record(AppliedRelease(release, namespace, before.revision))
         installed = self.helm.upgrade_install(
             release, source.chart, namespace, repo=self.chart_repo(source), version=source.version, values=values,
             timeout_s=self.params.timeouts.helm_s, reuse_values=reuse_values, wait=wait,
@@ -140,6 +146,18 @@ class RunContext:
         with self._lock:
             self.versions[f"chart/{source.chart}"] = source.version
         return installed
+
+
+    def _crds(self, group: str | None) -> tuple[str, ...]:
+        """Names of the CRDs of API group `group` now (none asked for without a group)."""
+        if group is None:
+            return ()
+        crds, _ = self.cluster.list("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+        return tuple(sorted(c["metadata"]["name"] for c in crds if c.get("spec", {}).get("group") == group))
+
+    def _absent_claim(self, name: str, namespace: str) -> bool:
+        """Whether a claim does not exist (its namespace may not exist yet either)."""
+        return self.cluster.get("v1", "PersistentVolumeClaim", name, namespace) is None
 
 
 def _touch_applied(out: StageOutput, obj: dict[str, Any], existed: bool) -> None:

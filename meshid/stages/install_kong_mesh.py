@@ -12,6 +12,7 @@ from meshid.stages.output import StageOutput
 from meshid.stages.waits import checked_wait
 
 RELEASE = "kong-mesh"
+KUMA_GROUP = "kuma.io"  # the chart's crds/ (helm never deletes them) and its install-crds hook apply these
 CONTROL_PLANE_SELECTOR = "app=kong-mesh-control-plane"
 
 
@@ -19,7 +20,8 @@ def run(ctx: RunContext, out: StageOutput) -> None:
     """Install Kong Mesh; its control-plane pods must become Ready."""
     p = ctx.params
     ns = p.namespaces.control_plane
-    ctx.install(p.charts.kong_mesh, RELEASE, ns, injection_env_values(p), out)  # one control-plane rollout
+    ctx.install(p.charts.kong_mesh, RELEASE, ns, injection_env_values(p), out,  # one control-plane rollout
+                crd_group=KUMA_GROUP)
     checked_wait(out, "MID010", lambda: ctx.cluster.wait(
         f"control-plane pods ({CONTROL_PLANE_SELECTOR}) Ready in {ns}", "v1", "Pod", pods_ready(), p.timeouts.wait_s,
         namespace=ns, label_selector=CONTROL_PLANE_SELECTOR),

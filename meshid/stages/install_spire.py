@@ -1,17 +1,21 @@
-"""install-spire: the SPIRE CRDs and SPIRE with the run's trust domain, then wait for every SPIRE component."""
+"""install-spire: the SPIRE CRDs and SPIRE with the run's trust domain, then wait for every SPIRE component.
+
+Every name comes from the release, as the chart derives it (meshid.spire). The server's datastore claim needs a
+default StorageClass: checked before the install, so a cluster without one fails in seconds (MID023), not at the end
+of the server's wait.
+"""
 
 from __future__ import annotations
 
 from meshid.conditions import crds_established, daemonset_ready, named, pods_ready
 from meshid.manifests import spire_values
+from meshid.spire import CSI_DRIVER
 from meshid.stages.context import RunContext
 from meshid.stages.output import StageOutput
 from meshid.stages.waits import checked_wait
+from meshid.storage import datastore_claimable
 
 CRDS_RELEASE = "spire-crds"
-SERVER_POD = "spire-server-0"
-NODE_DAEMONSETS = ("spire-agent", "spire-spiffe-csi-driver")
-CSI_DRIVER = "csi.spiffe.io"
 SPIRE_GROUP = "spire.spiffe.io"
 SPIRE_CRDS = 3  # ClusterSPIFFEID, ClusterStaticEntry, ClusterFederatedTrustDomain
 
@@ -19,19 +23,24 @@ SPIRE_CRDS = 3  # ClusterSPIFFEID, ClusterStaticEntry, ClusterFederatedTrustDoma
 def run(ctx: RunContext, out: StageOutput) -> None:
     """Install spire-crds and spire; the server, the agents and the CSI driver must be ready."""
     p = ctx.params
-    ns = p.namespaces.spire
+    spire = p.spire
     wait_s = p.timeouts.wait_s
-    ctx.install(p.charts.spire_crds, CRDS_RELEASE, ns, [], out)
+    ok, seen = datastore_claimable(ctx.cluster, spire, p.spire_persistence)
+    if not out.check("MID023", ok, seen):
+        return
+    ctx.install(p.charts.spire_crds, CRDS_RELEASE, spire.namespace, [], out, crd_group=SPIRE_GROUP)
     ctx.cluster.wait(f"{SPIRE_GROUP} CRDs Established", "apiextensions.k8s.io/v1", "CustomResourceDefinition",
                      crds_established(SPIRE_GROUP, SPIRE_CRDS), wait_s)  # before the spire chart creates its CRs
-    ctx.install(p.charts.spire, p.namespaces.spire_release, ns, spire_values(p), out)
+    claims = (spire.data_claim,) if p.spire_persistence == "pvc" else ()
+    ctx.install(p.charts.spire, spire.release, spire.namespace, spire_values(p), out, claims=claims)
     checked_wait(out, "MID020", lambda: ctx.cluster.wait(
-        f"pod {ns}/{SERVER_POD} Ready", "v1", "Pod", pods_ready(), wait_s, namespace=ns,
-        field_selector=f"metadata.name={SERVER_POD}"), lambda _: f"{SERVER_POD} Ready (trust domain "
-                                                                   f"{p.resolved_spire_trust_domain})")
-    for ds in NODE_DAEMONSETS:
+        f"pod {spire.namespace}/{spire.server_pod} Ready", "v1", "Pod", pods_ready(), wait_s,
+        namespace=spire.namespace, field_selector=f"metadata.name={spire.server_pod}"),
+        lambda _: f"{spire.server_pod} Ready (trust domain {p.resolved_spire_trust_domain})")
+    for ds in spire.node_daemonsets:
         checked_wait(out, "MID021", lambda ds=ds: ctx.cluster.wait(
-            f"daemonset {ns}/{ds} ready on every node", "apps/v1", "DaemonSet", named(ds, daemonset_ready), wait_s,
-            namespace=ns), lambda _, ds=ds: f"daemonset {ds} ready on every node")
+            f"daemonset {spire.namespace}/{ds} ready on every node", "apps/v1", "DaemonSet",
+            named(ds, daemonset_ready), wait_s, namespace=spire.namespace),
+            lambda _, ds=ds: f"daemonset {ds} ready on every node")
     driver = ctx.cluster.get("storage.k8s.io/v1", "CSIDriver", CSI_DRIVER)
     out.check("MID021", driver is not None, f"CSIDriver {CSI_DRIVER} " + ("present" if driver else "missing"))

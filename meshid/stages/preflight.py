@@ -10,6 +10,7 @@ from meshid.models import ProviderName
 from meshid.stages.connectivity import permitting
 from meshid.stages.context import RunContext
 from meshid.stages.output import StageOutput
+from meshid.storage import datastore_claimable
 
 
 def run(ctx: RunContext, out: StageOutput) -> None:
@@ -49,6 +50,7 @@ def _existing_cluster(ctx: RunContext, out: StageOutput) -> None:
     names = [n["metadata"]["name"] for n in leftovers]
     out.check("MID006", not names, f"namespaces left by an earlier meshid run: {', '.join(names)}" if names
               else "no namespaces left by an earlier meshid run")
+    out.check("MID023", *datastore_claimable(ctx.cluster, ctx.params.spire, ctx.params.spire_persistence))
     _no_permission_yet(ctx, out)
 
 

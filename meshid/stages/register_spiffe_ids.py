@@ -1,4 +1,5 @@
-"""register-spiffe-ids: apply the guide's ClusterSPIFFEID and check SPIRE actually reconciled a registration.
+"""register-spiffe-ids: apply the guide's ClusterSPIFFEID, check SPIRE reconciled the CR that issues the demo's IDs,
+and prove it from SPIRE's own registration entries.
 
 The guide's CR, which has no className, is ignored by SPIRE (see meshid.registration); this stage says which CR
 does issue the IDs, as warning MID031, or applies the CR with the chart's class (registration=chart-class).
@@ -9,6 +10,7 @@ from __future__ import annotations
 from meshid import registration
 from meshid.manifests import cluster_spiffe_id
 from meshid.models import DEMO_SERVICE_ACCOUNT
+from meshid.polling import poll
 from meshid.spiffe import spire_template_id
 from meshid.stages.context import RunContext
 from meshid.stages.output import StageOutput
@@ -19,15 +21,32 @@ KIND = "ClusterSPIFFEID"
 
 
 def run(ctx: RunContext, out: StageOutput) -> None:
-    """Apply the registration and wait until the CR that issues the demo's IDs has selected its pods."""
+    """Apply the registration, wait until the CR that issues the demo's IDs is reconciled, then until SPIRE holds an
+    entry for every demo pod."""
     p = ctx.params
     ctx.apply(cluster_spiffe_id(p), out)
     expected = spire_template_id(p.resolved_spire_trust_domain, p.namespaces.demo, DEMO_SERVICE_ACCOUNT)
     out.touch("SpiffeID", p.namespaces.demo, expected, "expected", "SVID SPIRE should issue to the demo pods")
     crs = checked_wait(out, "MID030", lambda: ctx.cluster.wait(
-        f"a reconciled ClusterSPIFFEID selecting the demo pods (class {registration.controller_class(p)})", API, KIND,
+        f"a reconciled ClusterSPIFFEID selecting the demo pods (class {p.spire.controller_class})", API, KIND,
         lambda found: registration.reconciled(found, p), p.timeouts.wait_s),
         lambda found: registration.reconciled(found, p)[1])
-    if crs is not None:
-        ignored = registration.ignored_guide_cr(crs, p)
-        out.check("MID031", ignored is None, ignored or "the guide's ClusterSPIFFEID is reconciled")
+    if crs is None:
+        return
+    ignored = registration.ignored_guide_cr(crs, p)
+    out.check("MID031", ignored is None, ignored or "the guide's ClusterSPIFFEID is reconciled")
+    check_entries(ctx, out, p.timeouts.wait_s)
+
+
+def check_entries(ctx: RunContext, out: StageOutput, timeout_s: float) -> bool:
+    """MID032: SPIRE holds an entry issuing the demo's SPIFFE ID to each demo pod, waiting up to `timeout_s`."""
+    p = ctx.params
+
+    def read() -> tuple[bool, str, str]:
+        ok, seen = registration.demo_entries(ctx.cluster, p, p.timeouts.http_s)
+        return ok, seen, seen
+
+    found = checked_wait(out, "MID032", lambda: poll(
+        f"SPIRE entries issuing {p.workload_id()} to every demo pod ({p.spire.server_pod}: spire-server entry show)",
+        read, timeout_s), lambda seen: seen)
+    return found is not None

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from meshid.conditions import has_volume, live
 from meshid.identity import lists_identity
+from meshid.manifests import DEMO_WORKLOADS as DEPLOYMENTS
+from meshid.stages.apply_demo import held_by_csi
 from meshid.stages.context import RunContext
 from meshid.stages.output import StageOutput
 from meshid.stages.waits import checked_wait
 
-DEPLOYMENTS = ("demo-app", "kv")
 SOCKET_VOLUME = "kuma-spire-agent-socket"
 IDENTITY_SERVICE = "kv"
 
@@ -22,7 +23,7 @@ def run(ctx: RunContext, out: StageOutput) -> None:
         out.touch("Deployment", ns, name, "restarted")
     for name in DEPLOYMENTS:
         if checked_wait(out, "MID050", lambda name=name: ctx.cluster.wait_rollout(ns, name, p.timeouts.wait_s),
-                        lambda _, name=name: f"deployment {name} rolled out") is None:
+                        lambda _, name=name: f"deployment {name} rolled out", lambda: held_by_csi(ctx)) is None:
             return
     pods, _ = ctx.cluster.list("v1", "Pod", ns, label_selector=f"app in ({','.join(DEPLOYMENTS)})")
     missing = []

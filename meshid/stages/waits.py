@@ -9,14 +9,21 @@ from meshid.errors import WaitTimeout
 from meshid.stages.output import StageOutput
 
 T = TypeVar("T")
+Explanation = Callable[[], tuple[str, str] | None]  # a more specific (code, message) for a wait that gave up
 
 
-def checked_wait(out: StageOutput, code: str, wait: Callable[[], T], success: Callable[[T], str]) -> T | None:
-    """Run `wait`; record `code` passed with `success(result)`, or failed with the wait's own message."""
+def checked_wait(out: StageOutput, code: str, wait: Callable[[], T], success: Callable[[T], str],
+                 explain: Explanation | None = None) -> T | None:
+    """Run `wait`; record `code` passed with `success(result)`, or failed with the wait's own message, unless
+    `explain` names a more specific cause (its code fails instead)."""
     try:
         result = wait()
     except WaitTimeout as exc:
-        out.check(code, False, str(exc))
+        cause = explain() if explain else None
+        if cause:
+            out.check(cause[0], False, f"{cause[1]} (gave up after {exc.timeout_s:g}s)")
+        else:
+            out.check(code, False, str(exc))
         return None
     out.check(code, True, success(result))
     return result

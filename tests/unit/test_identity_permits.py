@@ -34,3 +34,14 @@ def test_legacy_from_entries_and_empty_specs_let_no_spire_identity_in():
     assert not permits(legacy, WORKLOAD)
     assert not permits({"spec": {}}, WORKLOAD)
     assert not permits({}, WORKLOAD)
+
+
+def test_rules_match_in_order_deny_before_allow_within_a_rule_and_the_first_match_wins():
+    # kumahq/kuma 2.12.3 pkg/plugins/policies/meshtrafficpermission/xds/rbac_configurer.go (createMatcher): the
+    # matcher list is [rule1.deny, rule1.allow+allowWithShadowDeny, rule2.deny, ...], on no match: deny.
+    demo = _id("Prefix", "spiffe://default.default.mesh.local/ns/kong-mesh-demo")
+    exact = _id("Exact", WORKLOAD)
+    allow_then_deny = {"spec": {"rules": [{"default": {"allow": [demo]}}, {"default": {"deny": [exact]}}]}}
+    deny_then_allow = {"spec": {"rules": [{"default": {"deny": [exact]}}, {"default": {"allow": [demo]}}]}}
+    assert permits(allow_then_deny, WORKLOAD), "the first rule's allow matches before the second rule's deny"
+    assert not permits(deny_then_allow, WORKLOAD)

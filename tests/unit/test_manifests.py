@@ -360,3 +360,11 @@ def test_stamp_every_demo_object():
     for obj in (stamp(o, "r") for o in demo_objects(DEFAULTS)):
         assert obj["metadata"]["labels"][MANAGED_BY_LABEL] == "meshid"
         assert obj["metadata"]["annotations"][RUN_ID_ANNOTATION] == "r"
+
+
+def test_spire_persistence_is_the_charts_default_unless_asked():
+    from meshid.manifests import spire_values
+    from meshid.models import parse_params
+
+    assert not any("persistence" in v for v in spire_values(parse_params({})))
+    assert "spire-server.persistence.type=emptyDir" in spire_values(parse_params({"spire_persistence": "emptyDir"}))
