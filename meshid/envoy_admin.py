@@ -16,6 +16,7 @@ from meshid.kube import Cluster
 from meshid.probes import forwarded
 
 ADMIN_PORT = 9901
+SIDECAR = "kuma-sidecar"  # the container Kuma's injector adds; a pod without it has no admin API and no mTLS
 
 
 def parse_stats(data: object) -> dict[str, int]:
@@ -43,3 +44,12 @@ def listener_stats(cluster: Cluster, namespace: str, pod: str, port: int, timeou
         return parse_stats(json.loads(answer.body))
     except ValueError:
         raise ExternalCallError(what, f"not Envoy's JSON stats: {answer.body[:200]!r}") from None
+
+
+def inbound_handshakes(cluster: Cluster, namespace: str, pod: str, port: int, timeout_s: float) -> int | None:
+    """TLS handshakes a pod's sidecar completed on its inbound `port` since it started; None when the pod has no
+    sidecar or its inbound has no TLS stats (plaintext)."""
+    found = cluster.get("v1", "Pod", pod, namespace) or {}
+    if not any(c.get("name") == SIDECAR for c in found.get("spec", {}).get("containers") or []):
+        return None
+    return handshakes(listener_stats(cluster, namespace, pod, port, timeout_s), port)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from meshid import checks, identity, registration
 from meshid.conditions import conditions_text, daemonset_ready, has_volume, is_true, live, pods_ready
-from meshid.envoy_admin import handshakes, listener_stats
+from meshid.envoy_admin import inbound_handshakes
 from meshid.errors import ExternalCallError
 from meshid.kube import Cluster
 from meshid.manifests import DEMO_PORT, DEMO_WORKLOADS, MESH, SPIRE_INJECTION_ENV, traffic_permission
@@ -96,9 +96,9 @@ def _behaviour(cluster: Cluster, p: GuideParams) -> list[CheckResult]:
         return [checks.result("MID060", denied(answer), f"without MeshTrafficPermission {mtp['name']}: {seen}")]
     served = answer.status == 200 and body_json(answer).get("zone") == ""  # GET reads; counter may be 0
     kv = serving_pod(cluster, p.namespaces.demo, IDENTITY_SERVICE)
-    count = handshakes(listener_stats(cluster, p.namespaces.demo, kv, DEMO_PORT, p.timeouts.http_s), DEMO_PORT)
+    count = inbound_handshakes(cluster, p.namespaces.demo, kv, DEMO_PORT, p.timeouts.http_s)
     tls = (f"kv pod {kv}: listener *_{DEMO_PORT} ssl.handshake {count}" if count is not None
-           else f"kv pod {kv}: no TLS stats on its inbound listener {DEMO_PORT}")
+           else f"kv pod {kv}: no sidecar, or no TLS stats on its inbound listener {DEMO_PORT}")
     return [checks.result("MID061", served, f"with MeshTrafficPermission {mtp['name']}: {seen}"),
             checks.result("MID063", bool(count), tls)]
 

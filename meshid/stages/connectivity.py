@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from meshid.envoy_admin import handshakes, listener_stats
+from meshid.envoy_admin import inbound_handshakes
 from meshid.identity import permits
 from meshid.kube import ApiError
 from meshid.manifests import DEMO_PORT
@@ -85,8 +85,7 @@ def after_permission(ctx: RunContext, out: StageOutput) -> None:
 
 
 def _handshakes(ctx: RunContext, pod: str) -> int | None:
-    return handshakes(listener_stats(ctx.cluster, ctx.params.namespaces.demo, pod, DEMO_PORT, ctx.params.timeouts.http_s),
-                      DEMO_PORT)
+    return inbound_handshakes(ctx.cluster, ctx.params.namespaces.demo, pod, DEMO_PORT, ctx.params.timeouts.http_s)
 
 
 def _handshake_summary(pod: str, before: int | None, after: int | None) -> str:
@@ -94,7 +93,7 @@ def _handshake_summary(pod: str, before: int | None, after: int | None) -> str:
     happened since kv restarted; the calls may reuse a connection opened earlier (Envoy pools upstream connections),
     so growth during the allowed calls is reported, not required."""
     if after is None:
-        return f"kv pod {pod}: its inbound listener on {DEMO_PORT} has no TLS stats: the calls were not mTLS"
+        return f"kv pod {pod}: no sidecar, or no TLS stats on its inbound listener {DEMO_PORT}: the calls were not mTLS"
     grew = after - (before or 0)
     return (f"kv pod {pod}: listener *_{DEMO_PORT} ssl.handshake {after} since the pod started"
             + (f", {grew} during the allowed calls" if grew > 0 else ", none new during the allowed calls (pooled "
