@@ -28,8 +28,9 @@ def test_check_passes_on_a_configured_cluster_and_fails_with_a_hint_when_identit
         code, report = _check(info.kubeconfig)
         failed = [c for c in report["checks"] if c["outcome"] == "failed" and c["severity"] == "fail"]
         assert code == 0 and report["outcome"] == "passed", failed
-        codes = {c["code"] for c in report["checks"]}
-        assert {"MID010", "MID020", "MID022", "MID030", "MID040", "MID050", "MID051", "MID061"} <= codes
+        passed = {c["code"] for c in report["checks"] if c["outcome"] == "passed"}
+        assert {"MID010", "MID020", "MID022", "MID023", "MID030", "MID032", "MID040", "MID050", "MID051", "MID061",
+                "MID063"} <= passed
 
         cluster = Cluster(info.kubeconfig)
         cluster.delete("kuma.io/v1alpha1", "MeshIdentity", "identity-spire", "kong-mesh-system")
@@ -39,5 +40,23 @@ def test_check_passes_on_a_configured_cluster_and_fails_with_a_hint_when_identit
         mid040 = [c for c in report["checks"] if c["code"] == "MID040"]
         assert code == 1 and report["outcome"] == "failed"
         assert mid040[0]["outcome"] == "failed" and mid040[0]["hint"]
+    finally:
+        lifecycle.down(info.name)
+
+
+def test_check_says_traffic_is_not_mtls_when_kv_runs_without_a_sidecar():
+    info = lifecycle.up(f"check-{uuid.uuid4().hex[:4]}", tick_s=0.5)
+    try:
+        params = parse_params({"target": {"name": "kept", "provider": "context", "kubeconfig": str(info.kubeconfig)},
+                               "charts": {"mirror": info.chart_repo_url}, "cleanup": "never"})
+        assert guide(params=params, return_state=True).is_completed()
+        cluster = Cluster(info.kubeconfig)
+        # Kuma's per-pod opt-out (an annotation): kv restarts without kuma-sidecar, so its inbound is plaintext
+        cluster.patch("apps/v1", "Deployment", "kv", {"spec": {"template": {"metadata": {"annotations": {
+            "kuma.io/sidecar-injection": "disabled"}}}}}, "kong-mesh-demo")
+        cluster.wait_rollout("kong-mesh-demo", "kv", 60)
+        code, report = _check(info.kubeconfig)
+        mid063 = next(c for c in report["checks"] if c["code"] == "MID063")
+        assert code == 1 and mid063["outcome"] == "failed" and "no sidecar" in mid063["message"] and mid063["hint"]
     finally:
         lifecycle.down(info.name)
