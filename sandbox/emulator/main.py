@@ -19,10 +19,11 @@ from pathlib import Path
 
 from kubernetes import config as kube_config
 
-from sandbox.emulator import certs, hooks, store, webhooks
+from sandbox.emulator import certs, store, webhooks
 from sandbox.emulator.config import CONFIG_FILE, ConfigSource
 from sandbox.emulator.dataplane import DataPlane
 from sandbox.emulator.kubeapi import Writer
+from sandbox.emulator.kubelet import Kubelet
 from sandbox.emulator.status import Reconciler
 from sandbox.processes import READY_POLL_S, write_atomically
 
@@ -54,28 +55,21 @@ def run(state_dir: Path, stop: threading.Event) -> None:
     writer.put_config_map(*PUBLISHED, {"url": url, "caBundle": base64.b64encode(serving.ca_pem).decode()})
     reconciler = Reconciler(mirror, writer, config)
     dataplane = DataPlane(mirror, writer, config, reconciler.converger)
-    mirror.subscribe(store.PODS, dataplane.on_pod)
-    mirror.subscribe(store.PODS, reconciler.on_pod)
-    mirror.subscribe(store.JOBS, lambda event, job: _hook(api, event, job))
-    for pod in mirror.list(store.PODS):
-        dataplane.on_pod("ADDED", pod)
-        reconciler.on_pod("ADDED", pod)
+    kubelet = Kubelet(mirror, writer, config, api)
+    for listener in (kubelet.on_pod, dataplane.on_pod, reconciler.on_pod):
+        mirror.subscribe(store.PODS, listener)
+        for pod in mirror.list(store.PODS):
+            listener("ADDED", pod)
     write_atomically(state_dir / "emulator.ready", url + "\n")
     log.info("ready: webhooks at %s, tick %.2f s", url, config.current.tick_s)
     try:
         while not stop.is_set():
+            kubelet.tick(time.monotonic())
             reconciler.tick(time.monotonic())
             stop.wait(config.current.tick_s)
     finally:
         dataplane.stop()
         mirror.stop()
-
-
-def _hook(api, event: str, job: dict) -> None:  # noqa: ANN001 - ApiClient
-    if event == "ADDED" and (job["metadata"].get("annotations") or {}).get("helm.sh/hook"):
-        done = hooks.run(api, job)
-        if done:
-            log.info(done)
 
 
 def main(argv: list[str] | None = None) -> None:

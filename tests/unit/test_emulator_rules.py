@@ -207,9 +207,24 @@ def test_kuma_renders_the_spiffe_id_from_the_mesh_identity_templates():
 
 # hooks
 def test_hook_job_commands_are_parsed_like_kubectl():
-    ns = hooks.parse(["kubectl", "patch", "namespace", "kms", "--type", "merge", "--patch", '{"a": 1}'])
-    assert (ns.resource, ns.name, ns.content_type, ns.body) == ("namespace", "kms",
-                                                                "application/merge-patch+json", {"a": 1})
-    vwc = hooks.parse(["patch", "validatingwebhookconfiguration", "w", "--type=strategic", "-p", '{"webhooks": []}'])
-    assert vwc.content_type == "application/strategic-merge-patch+json" and vwc.body == {"webhooks": []}
-    assert hooks.parse(["kubectl", "get", "pods"]) is None
+    # the charts' commands: kuma 2.12.3 pre-install-patch-namespace-job.yaml, pre-delete-webhooks.yaml,
+    # pre-upgrade-install-crds-job.yaml; spire-0.30.0 spire-server post-install-hook.yaml, OIDC pre-delete-hook.yaml
+    ns = hooks.Kubectl.parse(["kubectl", "patch", "namespace", "kms", "--type", "merge", "--patch", '{"a": 1}'])
+    assert (ns.verb, ns.words, ns.flags) == ("patch", ("namespace", "kms"), {"--type": "merge", "--patch": '{"a": 1}'})
+    vwc = hooks.Kubectl.parse(["patch", "validatingwebhookconfiguration", "w", "--type=strategic", "-p", "{}"])
+    assert (vwc.words, vwc.flags) == (("validatingwebhookconfiguration", "w"), {"--type": "strategic", "--patch": "{}"})
+    gone = hooks.Kubectl.parse(["kubectl", "delete", "ValidatingWebhookConfiguration", "--ignore-not-found", "w"])
+    assert (gone.verb, gone.words, gone.flags) == ("delete", ("ValidatingWebhookConfiguration", "w"),
+                                                  {"--ignore-not-found": "true"})
+    oidc = hooks.Kubectl.parse(["delete", "-n", "spire", "deployment", "spire-oidc", "--wait"])
+    assert (oidc.words, oidc.flags) == (("deployment", "spire-oidc"), {"--namespace": "spire", "--wait": "true"})
+    crds = hooks.Kubectl.parse(["apply", "--recursive", "--filename", "/kuma/crds"])
+    assert (crds.verb, crds.flags) == ("apply", {"--recursive": "true", "--filename": "/kuma/crds"})
+    assert hooks.Kubectl.parse(["kubectl"]) is None
+
+
+def test_the_kubectl_container_of_a_hook_pod_is_found_by_its_image():
+    job_pod = {"spec": {"containers": [{"name": "c", "image": "registry.k8s.io/kubectl:v1.33.4",
+                                        "command": ["kubectl", "delete"], "args": ["ns", "x"]}]}}
+    assert hooks.command_of(job_pod) == ["kubectl", "delete", "ns", "x"]
+    assert hooks.command_of({"spec": {"containers": [{"name": "c", "image": "busybox"}]}}) is None
