@@ -216,7 +216,9 @@ class Reconciler:
             return  # no reconciliation; agents keep the SVIDs they already hold
         pods = self._store.list(st.PODS)
         csids = self._store.list(st.CLUSTER_SPIFFE_IDS)
-        result = spire.reconcile(conf, csids, self._store.list(st.NAMESPACES), pods)
+        nodes = {n["metadata"]["name"]: n for n in self._store.list(st.NODES)}
+        result = spire.reconcile(conf, csids, self._store.list(st.NAMESPACES), pods, nodes,
+                                 self._store.list(st.SERVICES))
         self._entries = result.entries
         for csid in csids:
             name = csid["metadata"]["name"]
