@@ -32,6 +32,8 @@ class EmulatorConfig(BaseModel):
         0.0, ge=0, le=3600, description="the SPIFFE CSI driver's node plugin registers this long after its pod is ready")
     csi_driver_absent: bool = Field(
         False, description="the SPIFFE CSI driver's pods never turn ready and its node plugin never registers")
+    no_default_storageclass: bool = Field(
+        False, description="the sandbox's default StorageClass is removed (restored when false)")
 
 
 class ConfigSource:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime
+import time
+from collections.abc import Mapping
 
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
@@ -61,6 +63,26 @@ class Writer:
         """Merge `annotations` into a pod's metadata."""
         request(self.api, "PATCH", path("", "v1", "pods", namespace, name),
                 body={"metadata": {"annotations": annotations}}, content_type=MERGE, timeout_s=TIMEOUT_S)
+
+    def record_event(self, obj: Mapping, reason: str, message: str, component: str, event_type: str = "Normal",
+                     host: str = "") -> str:
+        """Create a core/v1 Event about `obj` (as client-go's event recorder names it: <object>.<nanoseconds hex>)."""
+        meta, stamp = obj["metadata"], timestamp()
+        name = f"{meta['name']}.{time.time_ns():x}"
+        source = {"component": component, **({"host": host} if host else {})}
+        body = {"apiVersion": "v1", "kind": "Event", "metadata": {"name": name, "namespace": meta["namespace"]},
+                "involvedObject": {"kind": obj["kind"], "namespace": meta["namespace"], "name": meta["name"],
+                                   "uid": meta["uid"], "apiVersion": obj.get("apiVersion", "v1")},
+                "reason": reason, "message": message, "type": event_type, "source": source,
+                "reportingComponent": component, "reportingInstance": host, "firstTimestamp": stamp,
+                "lastTimestamp": stamp, "count": 1}
+        request(self.api, "POST", path("", "v1", "events", meta["namespace"]), body=body, timeout_s=TIMEOUT_S)
+        return name
+
+    def repeat_event(self, namespace: str, name: str, count: int) -> None:
+        """Count one more occurrence of an event (the recorder's aggregation of identical events)."""
+        request(self.api, "PATCH", path("", "v1", "events", namespace, name),
+                body={"count": count, "lastTimestamp": timestamp()}, content_type=MERGE, timeout_s=TIMEOUT_S)
 
     def put_config_map(self, namespace: str, name: str, data: dict[str, str]) -> None:
         """Create the ConfigMap, or replace its data."""

@@ -35,7 +35,6 @@ from sandbox.emulator.kubeapi import MERGE, Writer, parse_timestamp, timestamp
 from sandbox.emulator.kuma import pod_ready
 
 log = logging.getLogger("emulator.kubelet")
-EVENTS = st.Kind("events")
 CSI_DRIVER_APP = "spiffe-csi-driver"  # app.kubernetes.io/name of the driver's pods (spiffe-csi-driver chart)
 DEFAULT_PLUGIN = "csi.spiffe.io"  # the driver's -plugin-name default (spiffe-csi-driver values.yaml pluginName)
 MOUNT_RETRY_S, MOUNT_RETRY_MAX_S = 0.5, 122.0
@@ -238,21 +237,13 @@ class Kubelet:
                             if a.get("type") == "InternalIP"), "")
             self._writer.patch_pod_status(meta["namespace"], meta["name"], waiting_status(pod, stamp, host_ip),
                                           content_type=MERGE)
-            held.event_name = f"{meta['name']}.{time.time_ns():x}"
-            self._writer.create(EVENTS, meta["namespace"], {
-                "apiVersion": "v1", "kind": "Event",
-                "metadata": {"name": held.event_name, "namespace": meta["namespace"]},
-                "involvedObject": {"kind": "Pod", "namespace": meta["namespace"], "name": meta["name"],
-                                   "uid": meta["uid"], "apiVersion": "v1"},
-                "reason": "FailedMount", "message": mount_failure(volume, driver), "type": "Warning",
-                "source": {"component": "kubelet", "host": pod["spec"]["nodeName"]},
-                "reportingComponent": "kubelet", "reportingInstance": pod["spec"]["nodeName"],
-                "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1})
+            held.event_name = self._writer.record_event(
+                {"kind": "Pod", **pod}, "FailedMount", mount_failure(volume, driver), "kubelet", "Warning",
+                host=pod["spec"]["nodeName"])
             log.info("%s/%s waits for CSI driver %s on %s", meta["namespace"], meta["name"], driver,
                      pod["spec"]["nodeName"])
         else:
-            self._writer.merge_patch(EVENTS, meta["namespace"], held.event_name,
-                                     {"count": held.count + 1, "lastTimestamp": stamp})
+            self._writer.repeat_event(meta["namespace"], held.event_name, held.count + 1)
         held.count += 1
         held.next_event = now + held.retry_s
         held.retry_s = min(held.retry_s * 2, MOUNT_RETRY_MAX_S)

@@ -3,8 +3,9 @@
 Start-up: the lifecycle starts the process alongside kwokctl, so its imports overlap the control plane's start, and
 it waits for the `--wait-for` file (written once the API server is up); then serving certificate, watch streams,
 webhooks on 127.0.0.1, the ConfigMap
-`kube-public/meshid-sandbox-emulator` (url + caBundle, which the charts look up), the data plane, then
-`<state_dir>/emulator.ready`. Afterwards one tick of the status writers every `tick_s` of emulator.json.
+`kube-public/meshid-sandbox-emulator` (url + caBundle, which the charts look up), the default StorageClass, the
+kubelet, the data plane, then `<state_dir>/emulator.ready`. Afterwards one tick of the storage knob, the kubelet and
+the status writers every `tick_s` of emulator.json.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from sandbox.emulator.dataplane import DataPlane
 from sandbox.emulator.kubeapi import Writer
 from sandbox.emulator.kubelet import Kubelet
 from sandbox.emulator.status import Reconciler
+from sandbox.emulator.storage import Storage
 from sandbox.processes import READY_POLL_S, write_atomically
 
 PUBLISHED = ("kube-public", "meshid-sandbox-emulator")
@@ -56,16 +58,23 @@ def run(state_dir: Path, stop: threading.Event) -> None:
     reconciler = Reconciler(mirror, writer, config)
     dataplane = DataPlane(mirror, writer, config, reconciler.converger)
     kubelet = Kubelet(mirror, writer, config, api)
-    for listener in (kubelet.on_pod, dataplane.on_pod, reconciler.on_pod):
-        mirror.subscribe(store.PODS, listener)
-        for pod in mirror.list(store.PODS):
-            listener("ADDED", pod)
+    storage = Storage(writer, config)
+    storage.tick(time.monotonic())  # the default StorageClass exists when `sandbox up` returns
+    for kind, listener in ((store.PODS, kubelet.on_pod), (store.PODS, dataplane.on_pod),
+                           (store.PODS, reconciler.on_pod), (store.CLAIMS, storage.on_claim),
+                           (store.VOLUMES, storage.on_volume)):
+        mirror.subscribe(kind, listener)
+        for obj in mirror.list(kind):
+            listener("ADDED", obj)
     write_atomically(state_dir / "emulator.ready", url + "\n")
     log.info("ready: webhooks at %s, tick %.2f s", url, config.current.tick_s)
     try:
         while not stop.is_set():
-            kubelet.tick(time.monotonic())
-            reconciler.tick(time.monotonic())
+            for part in (storage, kubelet, reconciler):
+                try:
+                    part.tick(time.monotonic())
+                except Exception:  # noqa: BLE001 - an API failure of one part is retried next tick
+                    log.exception("tick of %s failed", type(part).__name__)
             stop.wait(config.current.tick_s)
     finally:
         dataplane.stop()
