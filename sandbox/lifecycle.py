@@ -156,9 +156,11 @@ def _kwok_config(path: Path, ports: dict[str, int]) -> None:
 
 
 def _kwokctl(args: list[str], state_dir: Path, timeout_s: float = KWOKCTL_TIMEOUT_S) -> str:
+    """Run kwokctl for the sandbox. Its PATH, which the kwok controller inherits, starts with the sandbox's own
+    `bin` folder: commands exec'd into pods with a kwok Exec (spire-server's CLI) are looked up there."""
     bin_dir = binaries.bin_dir()
-    env = {**os.environ, "KWOK_WORKDIR": str(state_dir / "kwok"), "KWOK_RUNTIME": "binary",
-           "PATH": f"{bin_dir}{os.pathsep}{Path(binaries.kubectl()).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    path = [str(state_dir / "bin"), str(bin_dir), str(Path(binaries.kubectl()).parent), os.environ.get("PATH", "")]
+    env = {**os.environ, "KWOK_WORKDIR": str(state_dir / "kwok"), "KWOK_RUNTIME": "binary", "PATH": os.pathsep.join(path)}
     try:
         done = subprocess.run([str(bin_dir / "kwokctl"), *args], env=env, capture_output=True, text=True,
                               timeout=timeout_s)
@@ -266,7 +268,10 @@ def _start(name: str, nodes: int, api_port: int | None, tick_s: float, timeout_s
     pids: dict[str, int] = {}
     info = SandboxInfo(name=name, state_dir=state_dir, kubeconfig=kubeconfig, api_url="", chart_repo_url="",
                        nodes=nodes, pids=pids, created_at=time.time())
+    from sandbox.emulator import spirecli  # the world's own file; meshid, which imports this module, never loads it
+
     _kwok_config(state_dir / "kwokctl.yaml", _allocate_ports(state_dir, api_port))
+    spirecli.install(state_dir / "bin", sys.executable)
     args = ["create", "cluster", "--name", name, "--runtime", "binary", "-c", str(state_dir / "kwokctl.yaml"),
             "--kubeconfig", str(kubeconfig),  # no --wait: _wait_ready polls faster than kwokctl
             "--enable-crds", ",".join(KWOK_CRDS),

@@ -34,6 +34,11 @@ class EmulatorConfig(BaseModel):
         False, description="the SPIFFE CSI driver's pods never turn ready and its node plugin never registers")
     no_default_storageclass: bool = Field(
         False, description="the sandbox's default StorageClass is removed (restored when false)")
+    registration_missing_namespaces: list[str] = Field(
+        default_factory=list, description="SPIRE creates no registration entries for pods of these namespaces")
+    svid_trust_domain: str = Field(
+        "", pattern=r"^[a-z0-9._-]*$",
+        description="SVIDs the agents hand out carry this trust domain instead of SPIRE's own ('' = SPIRE's own)")
 
 
 class ConfigSource:

@@ -25,6 +25,7 @@ from sandbox.emulator.config import CONFIG_FILE, ConfigSource
 from sandbox.emulator.dataplane import DataPlane
 from sandbox.emulator.kubeapi import Writer
 from sandbox.emulator.kubelet import Kubelet
+from sandbox.emulator.registration import Registrations
 from sandbox.emulator.status import Reconciler
 from sandbox.emulator.storage import Storage
 from sandbox.processes import READY_POLL_S, write_atomically
@@ -55,13 +56,15 @@ def run(state_dir: Path, stop: threading.Event) -> None:
         raise RuntimeError(f"the API server did not answer the first lists within {SYNC_TIMEOUT_S} s")
     url = webhooks.serve(webhooks.Admission(mirror, config, api), serving)
     writer.put_config_map(*PUBLISHED, {"url": url, "caBundle": base64.b64encode(serving.ca_pem).decode()})
-    reconciler = Reconciler(mirror, writer, config)
+    registrations = Registrations(mirror, writer, state_dir)
+    reconciler = Reconciler(mirror, writer, config, registrations)
     dataplane = DataPlane(mirror, writer, config, reconciler.converger)
     kubelet = Kubelet(mirror, writer, config, api)
     storage = Storage(writer, config)
     storage.tick(time.monotonic())  # the default StorageClass exists when `sandbox up` returns
     for kind, listener in ((store.PODS, kubelet.on_pod), (store.PODS, dataplane.on_pod),
-                           (store.PODS, reconciler.on_pod), (store.CLAIMS, storage.on_claim),
+                           (store.PODS, reconciler.on_pod), (store.PODS, registrations.on_pod),
+                           (store.CLAIMS, storage.on_claim),
                            (store.VOLUMES, storage.on_volume)):
         mirror.subscribe(kind, listener)
         for obj in mirror.list(kind):

@@ -259,6 +259,13 @@ def selector_satisfied(selector: str, pod: Mapping) -> bool:
     return rest in attested.get(attribute, set())
 
 
+def with_trust_domain(spiffe_id: str, trust_domain: str) -> str:
+    """`spiffe_id` with its trust domain replaced by `trust_domain` (unchanged when that is empty)."""
+    if not trust_domain:
+        return spiffe_id
+    return f"spiffe://{trust_domain}/{spiffe_id.removeprefix('spiffe://').partition('/')[2]}".rstrip("/")
+
+
 def svids(entries: Sequence[Entry], pod: Mapping) -> set[str]:
     """SPIFFE IDs the agent hands to `pod`: entries whose selectors all match it."""
     return {e.spiffe_id for e in entries if all(selector_satisfied(s, pod) for s in e.selectors)}
