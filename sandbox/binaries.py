@@ -11,6 +11,7 @@ from sandbox.errors import StartFailed, ToolchainMissing
 
 BUILD_SCRIPT = Path(__file__).with_name("build.sh")
 REQUIRED = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd", "kwok", "kwokctl", "helm")
+KWOK_STAGES = ("node-initialize", "node-heartbeat-with-lease", "pod-ready", "pod-complete", "pod-delete")
 BUILD_TIMEOUT_S = 3600
 
 
@@ -24,9 +25,15 @@ def bin_dir() -> Path:
     return home() / "bin" / "current"
 
 
+def kwok_stages_dir() -> Path:
+    """The folder of kwok's default Stage files (one `<name>.yaml` per KWOK_STAGES), taken from the kwok module."""
+    return bin_dir() / "kwok-stages"
+
+
 def missing() -> list[str]:
-    """Names of required binaries not yet built."""
-    return [name for name in REQUIRED if not os.access(bin_dir() / name, os.X_OK)]
+    """Names of required binaries (and kwok stage files) not yet built."""
+    return [name for name in REQUIRED if not os.access(bin_dir() / name, os.X_OK)] + \
+        [f"kwok-stages/{name}.yaml" for name in KWOK_STAGES if not (kwok_stages_dir() / f"{name}.yaml").is_file()]
 
 
 def ensure(timeout_s: float = BUILD_TIMEOUT_S) -> Path:

@@ -80,6 +80,18 @@ build_kwok() {
     "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION"
 }
 
+# kwok's default Stages, as kwokctl would write them into a cluster's config (node-initialize, node-heartbeat-with-lease
+# for its default lease, pod-ready, pod-complete, pod-delete), copied from the kwok module the binaries were built from.
+# The sandbox's config replaces kwokctl's defaults with these plus one hold on pod-ready (sandbox/kwokstages.py).
+copy_kwok_stages() {
+  local out=$1 dir
+  dir=$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')
+  [ -d "$dir/kustomize/stage" ] || { log "no kustomize/stage in the kwok module at $dir"; exit 1; }
+  cp "$dir"/kustomize/stage/node/fast/node-initialize.yaml \
+     "$dir"/kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+     "$dir"/kustomize/stage/pod/fast/pod-{ready,complete,delete}.yaml "$out/"
+}
+
 build_helm() {
   local major=${HELM_VERSION%%.*}
   GOBIN=$1 go install -trimpath \
@@ -93,10 +105,17 @@ build_once "$bin/kubernetes-$KUBERNETES_VERSION" kube-apiserver kube-controller-
 build_once "$bin/etcd-$ETCD_VERSION" etcd -- build_etcd
 build_once "$bin/kwok-$KWOK_VERSION" kwok kwokctl -- build_kwok
 build_once "$bin/helm-$HELM_VERSION" helm -- build_helm
+[ -s "$bin/kwok-stages-$KWOK_VERSION/pod-ready.yaml" ] || {
+  rm -rf "$bin/kwok-stages-$KWOK_VERSION.tmp" && mkdir -p "$bin/kwok-stages-$KWOK_VERSION.tmp"
+  copy_kwok_stages "$bin/kwok-stages-$KWOK_VERSION.tmp"
+  rm -rf "$bin/kwok-stages-$KWOK_VERSION" && mv "$bin/kwok-stages-$KWOK_VERSION.tmp" "$bin/kwok-stages-$KWOK_VERSION"
+  log "copied kwok's default stages into $bin/kwok-stages-$KWOK_VERSION"
+}
 
 # One folder of links so that kwokctl, helm and kubectl users need a single PATH entry.
 link="$bin/current"
 mkdir -p "$link"
 ln -sfn "$bin/kubernetes-$KUBERNETES_VERSION"/kube-{apiserver,controller-manager,scheduler} "$link/"
 ln -sfn "$bin/etcd-$ETCD_VERSION/etcd" "$bin/kwok-$KWOK_VERSION"/kwok{,ctl} "$bin/helm-$HELM_VERSION/helm" "$link/"
+ln -sfn "$bin/kwok-stages-$KWOK_VERSION" "$link/kwok-stages"
 echo "$link"

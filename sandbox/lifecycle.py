@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from sandbox import binaries, processes
+from sandbox import binaries, kwokstages, processes
 from sandbox.errors import InvalidName, PortInUse, SandboxError, SandboxExists, StartFailed, UnknownSandbox
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
@@ -31,14 +31,17 @@ COMPONENT_PORTS = ("etcdPeerPort", "etcdPort", "kubeApiserverPort", "kwokControl
                    "kubeSchedulerPort")
 PORT_RANGE = range(21000, 32000)
 # The kube-controller-manager controllers what runs on a sandbox needs: workloads, hook Jobs, namespaces and cascading
-# deletion, service accounts, endpoints, PodDisruptionBudgets, aggregated roles, and node lifecycle (it lifts the
-# not-ready taint new nodes are created with). The rest (volumes, quotas, autoscaling, CSRs, cloud, ...) only cost
-# CPU when many sandboxes share two cores.
+# deletion, service accounts, endpoints, PodDisruptionBudgets, aggregated roles, node lifecycle (it lifts the
+# not-ready taint new nodes are created with), and the persistent volume binder with the claim and volume protection
+# controllers (StatefulSet claims: the emulator provisions the volume, the binder binds it, the protection finalizers
+# keep a claim in use). The rest (attach/detach, expansion, quotas, autoscaling, CSRs, cloud, ...) only cost CPU when
+# many sandboxes share two cores.
 CONTROLLERS = ("node-lifecycle-controller", "deployment-controller", "replicaset-controller", "statefulset-controller",
                "daemonset-controller", "job-controller", "ttl-after-finished-controller", "namespace-controller",
                "garbage-collector-controller", "pod-garbage-collector-controller", "serviceaccount-controller",
                "root-ca-certificate-publisher-controller", "endpoints-controller", "endpointslice-controller",
-               "disruption-controller", "clusterrole-aggregation-controller")
+               "disruption-controller", "clusterrole-aggregation-controller", "persistentvolume-binder-controller",
+               "persistentvolumeclaim-protection-controller", "persistentvolume-protection-controller")
 KWOKCTL_TIMEOUT_S = 300
 READY_TIMEOUT_S = 60
 READYZ_POLL_S = 0.05
@@ -148,13 +151,16 @@ def _kwok_config(path: Path, ports: dict[str, int]) -> None:
     lines += [f"  {key}: {port}" for key, port in ports.items()]
     lines += ["componentsPatches:", "- name: kube-controller-manager", "  extraArgs:", "  - key: controllers",
               f"    value: {','.join(CONTROLLERS)}"]
-    path.write_text("\n".join(lines) + "\n")
+    stages = kwokstages.documents(binaries.kwok_stages_dir(), binaries.KWOK_STAGES)
+    path.write_text("\n".join(lines) + "\n" + stages)
 
 
 def _kwokctl(args: list[str], state_dir: Path, timeout_s: float = KWOKCTL_TIMEOUT_S) -> str:
+    """Run kwokctl for the sandbox. Its PATH, which the kwok controller inherits, starts with the sandbox's own
+    `bin` folder: commands exec'd into pods with a kwok Exec (spire-server's CLI) are looked up there."""
     bin_dir = binaries.bin_dir()
-    env = {**os.environ, "KWOK_WORKDIR": str(state_dir / "kwok"), "KWOK_RUNTIME": "binary",
-           "PATH": f"{bin_dir}{os.pathsep}{Path(binaries.kubectl()).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    path = [str(state_dir / "bin"), str(bin_dir), str(Path(binaries.kubectl()).parent), os.environ.get("PATH", "")]
+    env = {**os.environ, "KWOK_WORKDIR": str(state_dir / "kwok"), "KWOK_RUNTIME": "binary", "PATH": os.pathsep.join(path)}
     try:
         done = subprocess.run([str(bin_dir / "kwokctl"), *args], env=env, capture_output=True, text=True,
                               timeout=timeout_s)
@@ -262,7 +268,10 @@ def _start(name: str, nodes: int, api_port: int | None, tick_s: float, timeout_s
     pids: dict[str, int] = {}
     info = SandboxInfo(name=name, state_dir=state_dir, kubeconfig=kubeconfig, api_url="", chart_repo_url="",
                        nodes=nodes, pids=pids, created_at=time.time())
+    from sandbox.emulator import spirecli  # the world's own file; meshid, which imports this module, never loads it
+
     _kwok_config(state_dir / "kwokctl.yaml", _allocate_ports(state_dir, api_port))
+    spirecli.install(state_dir / "bin", sys.executable)
     args = ["create", "cluster", "--name", name, "--runtime", "binary", "-c", str(state_dir / "kwokctl.yaml"),
             "--kubeconfig", str(kubeconfig),  # no --wait: _wait_ready polls faster than kwokctl
             "--enable-crds", ",".join(KWOK_CRDS),

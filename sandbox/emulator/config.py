@@ -28,6 +28,17 @@ class EmulatorConfig(BaseModel):
     transient_503_share: float = Field(0.0, ge=0, le=1, description="share of demo-app answers that are HTTP 503")
     control_plane_crash_loop: bool = Field(
         False, description="control-plane pods crash-loop: not ready, restarts rise, webhooks fail closed")
+    csi_driver_delay_s: float = Field(
+        0.0, ge=0, le=3600, description="the SPIFFE CSI driver's node plugin registers this long after its pod is ready")
+    csi_driver_absent: bool = Field(
+        False, description="the SPIFFE CSI driver's pods never turn ready and its node plugin never registers")
+    no_default_storageclass: bool = Field(
+        False, description="the sandbox's default StorageClass is removed (restored when false)")
+    registration_missing_namespaces: list[str] = Field(
+        default_factory=list, description="SPIRE creates no registration entries for pods of these namespaces")
+    svid_trust_domain: str = Field(
+        "", pattern=r"^[a-z0-9._-]*$",
+        description="SVIDs the agents hand out carry this trust domain instead of SPIRE's own ('' = SPIRE's own)")
 
 
 class ConfigSource:

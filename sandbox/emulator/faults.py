@@ -1,4 +1,4 @@
-"""Fault knobs that show on pods: a crash-looping control plane and a not-ready spire-server.
+"""Fault knobs that show on pods: a crash-looping control plane, a not-ready spire-server, absent CSI drivers.
 
 kwok makes pods Ready once and then leaves their status alone, so the emulator owns these flips: while a fault is on,
 the affected pods are not ready (the control plane's restart counts rise each tick, in CrashLoopBackOff); when it is
@@ -7,15 +7,11 @@ cleared they are ready again.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Callable, Mapping
 
 from sandbox.emulator.kubeapi import Writer
+from sandbox.emulator.kubeapi import timestamp as _now
 from sandbox.emulator.kuma import pod_ready
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _conditions(ready: bool, now: str) -> list[dict]:
@@ -44,7 +40,7 @@ def not_ready_status(pod: Mapping) -> dict:
 def recovered_status(pod: Mapping) -> dict:
     """Status patch of a pod back to running and ready."""
     now = _now()
-    statuses = [{"name": c["name"], "ready": True, "state": {"running": {"startedAt": now}}}
+    statuses = [{"name": c["name"], "ready": True, "state": {"running": {"startedAt": now}, "waiting": None}}
                 for c in (pod.get("status") or {}).get("containerStatuses") or []]
     return {"status": {"conditions": _conditions(True, now), "containerStatuses": statuses}}
 

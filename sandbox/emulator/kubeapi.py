@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
+import time
+from collections.abc import Mapping
+
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
@@ -11,6 +15,16 @@ from sandbox.rawapi import path, request
 TIMEOUT_S = 15
 MERGE = "application/merge-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"
+
+
+def timestamp(at: datetime.datetime | None = None) -> str:
+    """An API timestamp (RFC 3339, seconds, UTC) of `at` (default now)."""
+    return (at or datetime.datetime.now(datetime.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_timestamp(value: str) -> float:
+    """Seconds since the epoch of an API timestamp."""
+    return datetime.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC).timestamp()
 
 
 class Writer:
@@ -39,10 +53,36 @@ class Writer:
             if exc.status != 404:
                 raise
 
-    def patch_pod_status(self, namespace: str, name: str, body: dict) -> None:
-        """Strategic merge patch of a pod's status (conditions and containerStatuses merge by key)."""
+    def patch_pod_status(self, namespace: str, name: str, body: dict, content_type: str = STRATEGIC) -> None:
+        """Patch of a pod's status: strategic by default (conditions and containerStatuses merge by key), or a JSON
+        merge patch (lists replaced whole)."""
         request(self.api, "PATCH", path("", "v1", "pods", namespace, name, "status"), body=body,
-                content_type=STRATEGIC, timeout_s=TIMEOUT_S)
+                content_type=content_type, timeout_s=TIMEOUT_S)
+
+    def annotate_pod(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
+        """Merge `annotations` into a pod's metadata."""
+        request(self.api, "PATCH", path("", "v1", "pods", namespace, name),
+                body={"metadata": {"annotations": annotations}}, content_type=MERGE, timeout_s=TIMEOUT_S)
+
+    def record_event(self, obj: Mapping, reason: str, message: str, component: str, event_type: str = "Normal",
+                     host: str = "") -> str:
+        """Create a core/v1 Event about `obj` (as client-go's event recorder names it: <object>.<nanoseconds hex>)."""
+        meta, stamp = obj["metadata"], timestamp()
+        name = f"{meta['name']}.{time.time_ns():x}"
+        source = {"component": component, **({"host": host} if host else {})}
+        body = {"apiVersion": "v1", "kind": "Event", "metadata": {"name": name, "namespace": meta["namespace"]},
+                "involvedObject": {"kind": obj["kind"], "namespace": meta["namespace"], "name": meta["name"],
+                                   "uid": meta["uid"], "apiVersion": obj.get("apiVersion", "v1")},
+                "reason": reason, "message": message, "type": event_type, "source": source,
+                "reportingComponent": component, "reportingInstance": host, "firstTimestamp": stamp,
+                "lastTimestamp": stamp, "count": 1}
+        request(self.api, "POST", path("", "v1", "events", meta["namespace"]), body=body, timeout_s=TIMEOUT_S)
+        return name
+
+    def repeat_event(self, namespace: str, name: str, count: int) -> None:
+        """Count one more occurrence of an event (the recorder's aggregation of identical events)."""
+        request(self.api, "PATCH", path("", "v1", "events", namespace, name),
+                body={"count": count, "lastTimestamp": timestamp()}, content_type=MERGE, timeout_s=TIMEOUT_S)
 
     def put_config_map(self, namespace: str, name: str, data: dict[str, str]) -> None:
         """Create the ConfigMap, or replace its data."""

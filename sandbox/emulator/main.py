@@ -3,8 +3,9 @@
 Start-up: the lifecycle starts the process alongside kwokctl, so its imports overlap the control plane's start, and
 it waits for the `--wait-for` file (written once the API server is up); then serving certificate, watch streams,
 webhooks on 127.0.0.1, the ConfigMap
-`kube-public/meshid-sandbox-emulator` (url + caBundle, which the charts look up), the data plane, then
-`<state_dir>/emulator.ready`. Afterwards one tick of the status writers every `tick_s` of emulator.json.
+`kube-public/meshid-sandbox-emulator` (url + caBundle, which the charts look up), the default StorageClass, the
+kubelet, the data plane, then `<state_dir>/emulator.ready`. Afterwards one tick of the storage knob, the kubelet and
+the status writers every `tick_s` of emulator.json.
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ from pathlib import Path
 
 from kubernetes import config as kube_config
 
-from sandbox.emulator import certs, hooks, store, webhooks
+from sandbox.emulator import certs, store, webhooks
 from sandbox.emulator.config import CONFIG_FILE, ConfigSource
 from sandbox.emulator.dataplane import DataPlane
 from sandbox.emulator.kubeapi import Writer
+from sandbox.emulator.kubelet import Kubelet
+from sandbox.emulator.registration import Registrations
 from sandbox.emulator.status import Reconciler
+from sandbox.emulator.storage import Storage
 from sandbox.processes import READY_POLL_S, write_atomically
 
 PUBLISHED = ("kube-public", "meshid-sandbox-emulator")
@@ -52,30 +56,32 @@ def run(state_dir: Path, stop: threading.Event) -> None:
         raise RuntimeError(f"the API server did not answer the first lists within {SYNC_TIMEOUT_S} s")
     url = webhooks.serve(webhooks.Admission(mirror, config, api), serving)
     writer.put_config_map(*PUBLISHED, {"url": url, "caBundle": base64.b64encode(serving.ca_pem).decode()})
-    reconciler = Reconciler(mirror, writer, config)
+    registrations = Registrations(mirror, writer, state_dir)
+    reconciler = Reconciler(mirror, writer, config, registrations)
     dataplane = DataPlane(mirror, writer, config, reconciler.converger)
-    mirror.subscribe(store.PODS, dataplane.on_pod)
-    mirror.subscribe(store.PODS, reconciler.on_pod)
-    mirror.subscribe(store.JOBS, lambda event, job: _hook(api, event, job))
-    for pod in mirror.list(store.PODS):
-        dataplane.on_pod("ADDED", pod)
-        reconciler.on_pod("ADDED", pod)
+    kubelet = Kubelet(mirror, writer, config, api)
+    storage = Storage(writer, config)
+    storage.tick(time.monotonic())  # the default StorageClass exists when `sandbox up` returns
+    for kind, listener in ((store.PODS, kubelet.on_pod), (store.PODS, dataplane.on_pod),
+                           (store.PODS, reconciler.on_pod), (store.PODS, registrations.on_pod),
+                           (store.CLAIMS, storage.on_claim),
+                           (store.VOLUMES, storage.on_volume)):
+        mirror.subscribe(kind, listener)
+        for obj in mirror.list(kind):
+            listener("ADDED", obj)
     write_atomically(state_dir / "emulator.ready", url + "\n")
     log.info("ready: webhooks at %s, tick %.2f s", url, config.current.tick_s)
     try:
         while not stop.is_set():
-            reconciler.tick(time.monotonic())
+            for part in (storage, kubelet, reconciler):
+                try:
+                    part.tick(time.monotonic())
+                except Exception:  # noqa: BLE001 - an API failure of one part is retried next tick
+                    log.exception("tick of %s failed", type(part).__name__)
             stop.wait(config.current.tick_s)
     finally:
         dataplane.stop()
         mirror.stop()
-
-
-def _hook(api, event: str, job: dict) -> None:  # noqa: ANN001 - ApiClient
-    if event == "ADDED" and (job["metadata"].get("annotations") or {}).get("helm.sh/hook"):
-        done = hooks.run(api, job)
-        if done:
-            log.info(done)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,7 +3,8 @@
 Modelled on Kuma 2.12: a proxy serves either the mesh's legacy mTLS certificate, a MeshIdentity certificate (the
 SPIRE SVID), no certificate yet (SVID pending), or plaintext. Certificates of the two kinds do not trust each other.
 On the server's inbound, MeshTrafficPermissions with `rules` win over `from` ones (a rules MTP silently disables the
-`from` MTPs of that inbound); rules deny first, then allow, else deny; Prefix is a plain string prefix. `from`
+`from` MTPs of that inbound); rules are matched in order, each rule's deny before its allow, the first match wins,
+else deny; Prefix is a plain string prefix. `from`
 entries match the client's tag principals, which only legacy certificates carry. Anything not allowed is denied.
 """
 
@@ -16,6 +17,9 @@ from dataclasses import dataclass, field
 from sandbox.emulator.spiffe import trust_domain_of
 
 FROM_KIND_RANK = {"Mesh": 1, "MeshSubset": 2, "MeshService": 3, "MeshServiceSubset": 4}
+# kumahq/kuma 2.12.3 api/common/v1alpha1/targetref.go `order`: top-level targetRef kinds, least specific first
+TARGET_KIND_ORDER = {"Mesh": 1, "Dataplane": 2, "MeshSubset": 3, "MeshGateway": 4, "MeshService": 5,
+                     "MeshExternalService": 6, "MeshMultiZoneService": 7, "MeshServiceSubset": 8, "MeshHTTPRoute": 9}
 
 
 class Mode(enum.Enum):
@@ -168,16 +172,30 @@ def _from_matches(entry: FromEntry, client: Proxy) -> bool:
     return False
 
 
+def _policy_order(permission: Permission) -> tuple[int, int, int]:
+    """rules/sort/sort.go CompareByPolicyAttributes: top-level kind, then (Dataplane) labels before a name, then the
+    policy role (api/mesh/v1alpha1/dataplane_helpers.go: system before workload-owner); all of a zone's own origin."""
+    ref = permission.target or TargetRef("Mesh")
+    dataplane = 1 if ref.kind == "Dataplane" and ref.name else 0
+    return TARGET_KIND_ORDER.get(ref.kind, 0), dataplane, 1 if permission.in_system_namespace else 4
+
+
+def ordered_rules(permissions: Sequence[Permission]) -> list[Rule]:
+    """The rules of the permissions on an inbound in the order Kuma 2.12.3 builds them (core/rules/inbound
+    inboundrules.go buildRules, sort.go Sort): by policy attributes, then by display name descending (stable)."""
+    by_name = sorted((p for p in permissions if p.rules), key=lambda p: p.name, reverse=True)
+    return [rule for p in sorted(by_name, key=_policy_order) for rule in p.rules]
+
+
 def _by_rules(rules: Sequence[Rule], client: Proxy) -> Decision:
+    """Kuma 2.12.3 meshtrafficpermission/xds/rbac_configurer.go createMatcher: one matcher list
+    [rule1 deny, rule1 allow + allowWithShadowDeny, rule2 deny, ...], the first match wins, no match denies."""
     ids = client.spiffe_ids
     for rule in rules:
-        for m in rule.deny:
-            if any(m.matches(i) for i in ids):
-                return Decision(False, f"denied by rule {m.type} {m.value}")
-    for rule in rules:
-        for m in (*rule.allow, *rule.allow_with_shadow_deny):
-            if any(m.matches(i) for i in ids):
-                return Decision(True, f"allowed by rule {m.type} {m.value}")
+        for action, matches in ((False, rule.deny), (True, (*rule.allow, *rule.allow_with_shadow_deny))):
+            for m in matches:
+                if any(m.matches(i) for i in ids):
+                    return Decision(action, f"{'allowed' if action else 'denied'} by rule {m.type} {m.value}")
     return Decision(False, f"no rule matches {', '.join(ids) or 'the client'}")
 
 
@@ -207,7 +225,7 @@ def decide(client: Proxy, server: Proxy, permissions: Sequence[Permission]) -> D
             {trust_domain_of(i) for i in server.spiffe_ids}:
         return Decision(False, "TLS handshake fails: the client's trust domain is not trusted by the server")
     applying = [p for p in permissions if selects(p, server)]
-    with_rules = [r for p in applying for r in p.rules]
+    with_rules = ordered_rules(applying)
     if with_rules:
         return _by_rules(with_rules, client)
     return _by_from([p for p in applying if p.from_entries], client)

@@ -18,6 +18,7 @@ from sandbox.emulator import faults, kuma, spire, world
 from sandbox.emulator import store as st
 from sandbox.emulator.config import ConfigSource
 from sandbox.emulator.kubeapi import Writer
+from sandbox.emulator.registration import Registrations
 from sandbox.emulator.templates import TemplateError
 
 log = logging.getLogger("emulator.status")
@@ -114,8 +115,8 @@ def desired_mesh_services(store: st.Store, ready: frozenset[tuple[str, str]]) ->
 class Reconciler:
     """Runs the periodic writers and keeps SPIRE's entries, the SVIDs handed out and the data plane view."""
 
-    def __init__(self, store: st.Store, writer: Writer, config: ConfigSource) -> None:
-        self._store, self._writer, self._config = store, writer, config
+    def __init__(self, store: st.Store, writer: Writer, config: ConfigSource, registrations: Registrations) -> None:
+        self._store, self._writer, self._config, self._registrations = store, writer, config, registrations
         self.converger = world.Converger()
         self._entries: dict[str, list[spire.Entry]] = {}
         self._issued: dict[str, set[str]] = {}
@@ -133,7 +134,7 @@ class Reconciler:
         if spire_conf is not None:
             self._guarded("spire-server fault", lambda: self._spire_down.tick(
                 spire.server_pods(self._store, spire_conf), conf.spire_server_not_ready))
-            self._guarded("SPIRE", lambda: self._spire(spire_conf, conf.spire_server_not_ready))
+            self._guarded("SPIRE", lambda: self._spire(spire_conf))
         view = None
         if cp is not None and cp.ready and not conf.control_plane_crash_loop:
             ready = self._ready_identities()
@@ -210,19 +211,26 @@ class Reconciler:
                 self._writer.delete(st.MESH_SERVICES, meta["namespace"], meta["name"])
                 log.info("MeshService %s/%s deleted", meta["namespace"], meta["name"])
 
-    def _spire(self, conf: spire.SpireConfig, server_fault: bool) -> None:
+    def _spire(self, conf: spire.SpireConfig) -> None:
+        knobs = self._config.current
         servers = spire.server_pods(self._store, conf)
-        if server_fault or not any(kuma.pod_ready(p) for p in servers):
-            return  # no reconciliation; agents keep the SVIDs they already hold
+        serving = not knobs.spire_server_not_ready and any(kuma.pod_ready(p) for p in servers)
+        if not serving:  # no reconciliation; agents keep the SVIDs they already hold
+            self._registrations.publish(conf, [e for es in self._entries.values() for e in es], serving=False)
+            return
         pods = self._store.list(st.PODS)
         csids = self._store.list(st.CLUSTER_SPIFFE_IDS)
-        result = spire.reconcile(conf, csids, self._store.list(st.NAMESPACES), pods)
+        nodes = {n["metadata"]["name"]: n for n in self._store.list(st.NODES)}
+        result = spire.reconcile(conf, csids, self._store.list(st.NAMESPACES), pods, nodes,
+                                 self._store.list(st.SERVICES), knobs.registration_missing_namespaces)
         self._entries = result.entries
+        self._registrations.publish(conf, [e for es in self._entries.values() for e in es], serving=True)
         for csid in csids:
             name = csid["metadata"]["name"]
             if name in result.stats and (csid.get("status") or {}).get("stats") != result.stats[name]:
                 self._writer.merge_patch(st.CLUSTER_SPIFFE_IDS, "", name, {"status": {"stats": result.stats[name]}},
                                          status=True)
         agents = spire.agent_nodes(self._store, conf)
-        self._issued = {p["metadata"]["uid"]: spire.svids(self._entries.get(p["metadata"]["uid"], []), p)
+        self._issued = {p["metadata"]["uid"]: {spire.with_trust_domain(i, knobs.svid_trust_domain) for i in
+                                               spire.svids(self._entries.get(p["metadata"]["uid"], []), p)}
                         for p in pods if p["spec"].get("nodeName") in agents}

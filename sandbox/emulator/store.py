@@ -38,7 +38,9 @@ PODS = Kind("pods")
 SERVICES = Kind("services")
 NAMESPACES = Kind("namespaces")
 CONFIGMAPS = Kind("configmaps")
-JOBS = Kind("jobs", "batch")
+NODES = Kind("nodes")
+CLAIMS = Kind("persistentvolumeclaims")
+VOLUMES = Kind("persistentvolumes")
 CRDS = Kind("customresourcedefinitions", "apiextensions.k8s.io")
 MESHES = Kind("meshes", "kuma.io", "v1alpha1", crd="meshes.kuma.io")
 MESH_IDENTITIES = Kind("meshidentities", "kuma.io", "v1alpha1", crd="meshidentities.kuma.io")
@@ -46,7 +48,7 @@ MESH_TRAFFIC_PERMISSIONS = Kind("meshtrafficpermissions", "kuma.io", "v1alpha1",
 MESH_SERVICES = Kind("meshservices", "kuma.io", "v1alpha1", crd="meshservices.kuma.io")
 CLUSTER_SPIFFE_IDS = Kind("clusterspiffeids", "spire.spiffe.io", "v1alpha1", crd="clusterspiffeids.spire.spiffe.io")
 
-ALL_KINDS = (PODS, SERVICES, NAMESPACES, CONFIGMAPS, JOBS, CRDS, MESHES, MESH_IDENTITIES, MESH_TRAFFIC_PERMISSIONS,
+ALL_KINDS = (PODS, SERVICES, NAMESPACES, CONFIGMAPS, NODES, CLAIMS, VOLUMES, CRDS, MESHES, MESH_IDENTITIES, MESH_TRAFFIC_PERMISSIONS,
              MESH_SERVICES, CLUSTER_SPIFFE_IDS)
 
 

@@ -49,7 +49,8 @@ class Admission:
         ready = conf is not None and conf.namespace == namespace and not self._config.current.spire_server_not_ready \
             and any(kuma.pod_ready(p) for p in spire.server_pods(self._store, conf))
         if not ready:
-            raise Unavailable('no endpoints available for service "spire-controller-manager-webhook"')
+            service = conf.webhook_service if conf is not None else "spire-controller-manager-webhook"
+            raise Unavailable(f'no endpoints available for service "{service}"')
 
     def _namespace(self, name: str) -> Mapping | None:
         cached = self._store.get(st.NAMESPACES, "", name)

@@ -77,9 +77,32 @@ def test_exact_with_the_right_id_allows_and_with_another_denies():
     assert not decide(client, server, [rules_mtp(allow=[("Exact", DEMO_ID.rsplit("/", 1)[0])])]).allowed
 
 
-def test_deny_is_evaluated_before_allow_across_policies():
-    deny = rules_mtp(name="deny", deny=[("Exact", DEMO_ID)])
-    assert not decide(proxy("demo-app", Mode.IDENTITY), proxy("kv", Mode.IDENTITY), [GUIDE_MTP, deny]).allowed
+def test_rules_are_matched_in_order_each_rules_deny_before_its_allow_first_match_wins():
+    """Kuma 2.12.3 meshtrafficpermission/xds/rbac_configurer.go createMatcher: the matcher list is [rule1 deny,
+    rule1 allow (+ allowWithShadowDeny), rule2 deny, ...], first match wins, no match is the default deny; the rules
+    of several policies come in core/rules/inbound sort.go order (same kind and role: display name descending)."""
+    client, server = proxy("demo-app", Mode.IDENTITY), proxy("kv", Mode.IDENTITY)
+    deny = rules_mtp(name="a-deny", deny=[("Exact", DEMO_ID)])
+    allow = rules_mtp(name="b-allow", allow=[("Prefix", f"spiffe://{TD}/ns/kong-mesh-demo")])
+    assert decide(client, server, [deny, allow]).allowed  # b-allow's rule comes first: display name descending
+    assert not decide(client, server, [rules_mtp(name="z-deny", deny=[("Exact", DEMO_ID)]), allow]).allowed
+    both = Permission.parse({"metadata": {"name": "both", "namespace": "kong-mesh-demo"}, "spec": {"rules": [
+        {"default": {"allow": [{"spiffeID": {"type": "Exact", "value": DEMO_ID}}]}},
+        {"default": {"deny": [{"spiffeID": {"type": "Exact", "value": DEMO_ID}}]}}]}}, SYSTEM_NS)
+    assert decide(client, server, [both]).allowed  # rule 1's allow matches before rule 2's deny
+    one = Permission.parse({"metadata": {"name": "one", "namespace": "kong-mesh-demo"}, "spec": {"rules": [
+        {"default": {"allow": [{"spiffeID": {"type": "Exact", "value": DEMO_ID}}],
+                     "deny": [{"spiffeID": {"type": "Exact", "value": DEMO_ID}}]}}]}}, SYSTEM_NS)
+    assert not decide(client, server, [one]).allowed  # within a rule, deny first
+
+
+def test_mesh_wide_rules_come_before_dataplane_targeted_ones():
+    """rules/sort/sort.go: by top-level targetRef kind (api/common/v1alpha1/targetref.go order: Mesh 1, Dataplane 2)."""
+    client, server = proxy("demo-app", Mode.IDENTITY), proxy("kv", Mode.IDENTITY)
+    targeted = Permission.parse({"metadata": {"name": "z", "namespace": "kong-mesh-demo"}, "spec": {
+        "targetRef": {"kind": "Dataplane", "labels": {"app": "kv"}},
+        "rules": [{"default": {"deny": [{"spiffeID": {"type": "Exact", "value": DEMO_ID}}]}}]}}, SYSTEM_NS)
+    assert decide(client, server, [targeted, rules_mtp(name="a", allow=[("Exact", DEMO_ID)])]).allowed
 
 
 def test_a_rules_mtp_disables_from_policies_for_legacy_clients():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sandbox.emulator import hooks, injector, spire, validation
+from sandbox.emulator import store as st
 from sandbox.emulator.kuma import ControlPlane, rendered_spiffe_id
 from sandbox.emulator.templates import TemplateError, check, render
 
@@ -12,6 +13,9 @@ TD = "default.default.mesh.local"
 CONF = spire.SpireConfig(namespace="spire", trust_domain=TD, class_name="spire-spire", watch_classless=False,
                          ignore_namespaces=("kube-system", "kube-public"), cluster_name="example-cluster")
 GUIDE_TEMPLATE = "spiffe://{{ .TrustDomain }}/ns/{{ .PodMeta.Namespace }}/sa/{{ .PodSpec.ServiceAccountName }}"
+
+
+NODES = {"node-0": {"metadata": {"name": "node-0", "uid": "node-0-uid"}, "spec": {}}}
 
 
 def pod(name: str, ns: str = "kong-mesh-demo", labels: dict | None = None, annotations: dict | None = None) -> dict:
@@ -151,7 +155,7 @@ def test_no_injection_outside_injected_namespaces_or_twice():
 
 # SPIRE
 def test_classless_cluster_spiffe_id_is_ignored_and_the_fallback_covers_the_pods():
-    result = spire.reconcile(CONF, [DEFAULT, GUIDE], NAMESPACES, PODS)
+    result = spire.reconcile(CONF, [DEFAULT, GUIDE], NAMESPACES, PODS, NODES)
     assert "spire-registration" not in result.stats
     assert result.stats["spire-spire-default"] == {
         "namespacesSelected": 2, "namespacesIgnored": 1, "podsSelected": 2, "podEntryRenderFailures": 0,
@@ -162,7 +166,7 @@ def test_classless_cluster_spiffe_id_is_ignored_and_the_fallback_covers_the_pods
 def test_with_the_class_name_the_guide_cluster_spiffe_id_takes_over_from_the_fallback():
     guide = csid("spire-registration", class_name="spire-spire",
                  pod_selector={"matchLabels": {"kuma.io/mesh": "default"}}, workload=["k8s:ns:kong-mesh-demo"])
-    result = spire.reconcile(CONF, [DEFAULT, guide], NAMESPACES, PODS)
+    result = spire.reconcile(CONF, [DEFAULT, guide], NAMESPACES, PODS, NODES)
     assert result.stats["spire-registration"]["entriesToSet"] == 2
     assert result.stats["spire-registration"]["podsSelected"] == 2
     assert result.stats["spire-spire-default"]["entriesToSet"] == 0  # fallback: skipped for covered pods
@@ -172,13 +176,13 @@ def test_with_the_class_name_the_guide_cluster_spiffe_id_takes_over_from_the_fal
 
 def test_watch_classless_reconciles_classless_ones():
     conf = spire.SpireConfig(**{**CONF.__dict__, "watch_classless": True})
-    assert "spire-registration" in spire.reconcile(conf, [GUIDE], NAMESPACES, PODS).stats
+    assert "spire-registration" in spire.reconcile(conf, [GUIDE], NAMESPACES, PODS, NODES).stats
 
 
 def test_identical_entries_mask_each_other_oldest_wins():
     a = csid("a", class_name="spire-spire", created="1")
     b = csid("b", class_name="spire-spire", created="2")
-    stats = spire.reconcile(CONF, [b, a], NAMESPACES, PODS).stats
+    stats = spire.reconcile(CONF, [b, a], NAMESPACES, PODS, NODES).stats
     assert (stats["a"]["entriesToSet"], stats["a"]["entriesMasked"]) == (2, 0)
     assert (stats["b"]["entriesToSet"], stats["b"]["entriesMasked"]) == (0, 2)
 
@@ -186,7 +190,54 @@ def test_identical_entries_mask_each_other_oldest_wins():
 def test_spiffe_id_outside_spire_trust_domain_is_a_render_failure():
     other = csid("other", class_name="spire-spire")
     other["spec"]["spiffeIDTemplate"] = "spiffe://elsewhere.org/ns/{{ .PodMeta.Namespace }}"
-    assert spire.reconcile(CONF, [other], NAMESPACES, PODS).stats["other"]["podEntryRenderFailures"] == 2
+    assert spire.reconcile(CONF, [other], NAMESPACES, PODS, NODES).stats["other"]["podEntryRenderFailures"] == 2
+
+
+def test_a_pod_entry_has_the_pod_uid_selector_and_the_parent_rendered_from_the_node_uid():
+    # spire-controller-manager pkg/spireentry/entries.go renderPodEntry; the spire chart's parentIDTemplate
+    # (spire-server controller-manager-configmap.yaml) ends in {{ .NodeMeta.UID }}
+    result = spire.reconcile(CONF, [DEFAULT], NAMESPACES, PODS, NODES)
+    entry = result.entries["uid-kong-mesh-demo-kv"][0]
+    assert entry.parent_id == f"spiffe://{TD}/spire/agent/k8s_psat/example-cluster/node-0-uid"
+    assert entry.selectors == ("k8s:pod-uid:uid-kong-mesh-demo-kv",)
+
+
+def test_a_pod_not_on_a_known_node_is_a_render_failure():
+    pending = pod("pending")
+    pending["spec"]["nodeName"] = ""
+    stats = spire.reconcile(CONF, [DEFAULT], NAMESPACES, [*PODS, pending], NODES).stats["spire-spire-default"]
+    assert (stats["podsSelected"], stats["podEntryRenderFailures"], stats["entriesToSet"]) == (3, 1, 2)
+
+
+def test_hint_ttl_and_auto_populated_dns_names_come_from_the_cluster_spiffe_id():
+    oidc = csid("oidc", class_name="spire-spire")
+    oidc["spec"].update({"hint": "oidc", "ttl": "1h30m", "dnsNameTemplates": ["oidc.{{ .TrustDomain }}"],
+                         "autoPopulateDNSNames": True})
+    svc = {"metadata": {"name": "kv", "namespace": "kong-mesh-demo"}, "spec": {"selector": {"app": "kv"}}}
+    entry = spire.reconcile(CONF, [oidc], NAMESPACES, PODS, NODES, [svc]).entries["uid-kong-mesh-demo-kv"][0]
+    assert (entry.hint, entry.x509_svid_ttl) == ("oidc", 5400)
+    assert entry.dns_names == (f"oidc.{TD}", "kv", "kv.kong-mesh-demo", "kv.kong-mesh-demo.svc",
+                               "kv.kong-mesh-demo.svc.cluster.local")
+
+
+def test_spire_is_found_by_what_its_chart_renders_for_any_release():
+    class Store:
+        def list(self, kind, namespace=None):
+            if kind is st.CONFIGMAPS:
+                return [{"metadata": {"name": "sec-controller-manager", "namespace": "sec"},
+                         "data": {spire.CONFIG_KEY: "metadata:\n  labels: {app.kubernetes.io/instance: myspire}\n"
+                                                     "trustDomain: td\nclassName: sec-myspire\n"
+                                                     "validatingWebhookConfigurationName: "
+                                                     "sec-myspire-controller-manager-webhook\n"}}]
+            labels = [("server", "myspire"), ("server", "other"), ("agent", "myspire")]
+            return [{"metadata": {"name": f"{n}-{i}", "namespace": "sec", "labels": {
+                "app.kubernetes.io/name": n, "app.kubernetes.io/instance": i}}, "spec": {"nodeName": "node-0"}}
+                for n, i in labels]
+
+    conf = spire.config(Store())
+    assert (conf.namespace, conf.release, conf.class_name) == ("sec", "myspire", "sec-myspire")
+    assert conf.webhook_service == "myspire-controller-manager-webhook"
+    assert [p["metadata"]["name"] for p in spire.server_pods(Store(), conf)] == ["server-myspire"]
 
 
 def test_workload_selectors_gate_the_svid():
@@ -207,9 +258,24 @@ def test_kuma_renders_the_spiffe_id_from_the_mesh_identity_templates():
 
 # hooks
 def test_hook_job_commands_are_parsed_like_kubectl():
-    ns = hooks.parse(["kubectl", "patch", "namespace", "kms", "--type", "merge", "--patch", '{"a": 1}'])
-    assert (ns.resource, ns.name, ns.content_type, ns.body) == ("namespace", "kms",
-                                                                "application/merge-patch+json", {"a": 1})
-    vwc = hooks.parse(["patch", "validatingwebhookconfiguration", "w", "--type=strategic", "-p", '{"webhooks": []}'])
-    assert vwc.content_type == "application/strategic-merge-patch+json" and vwc.body == {"webhooks": []}
-    assert hooks.parse(["kubectl", "get", "pods"]) is None
+    # the charts' commands: kuma 2.12.3 pre-install-patch-namespace-job.yaml, pre-delete-webhooks.yaml,
+    # pre-upgrade-install-crds-job.yaml; spire-0.30.0 spire-server post-install-hook.yaml, OIDC pre-delete-hook.yaml
+    ns = hooks.Kubectl.parse(["kubectl", "patch", "namespace", "kms", "--type", "merge", "--patch", '{"a": 1}'])
+    assert (ns.verb, ns.words, ns.flags) == ("patch", ("namespace", "kms"), {"--type": "merge", "--patch": '{"a": 1}'})
+    vwc = hooks.Kubectl.parse(["patch", "validatingwebhookconfiguration", "w", "--type=strategic", "-p", "{}"])
+    assert (vwc.words, vwc.flags) == (("validatingwebhookconfiguration", "w"), {"--type": "strategic", "--patch": "{}"})
+    gone = hooks.Kubectl.parse(["kubectl", "delete", "ValidatingWebhookConfiguration", "--ignore-not-found", "w"])
+    assert (gone.verb, gone.words, gone.flags) == ("delete", ("ValidatingWebhookConfiguration", "w"),
+                                                  {"--ignore-not-found": "true"})
+    oidc = hooks.Kubectl.parse(["delete", "-n", "spire", "deployment", "spire-oidc", "--wait"])
+    assert (oidc.words, oidc.flags) == (("deployment", "spire-oidc"), {"--namespace": "spire", "--wait": "true"})
+    crds = hooks.Kubectl.parse(["apply", "--recursive", "--filename", "/kuma/crds"])
+    assert (crds.verb, crds.flags) == ("apply", {"--recursive": "true", "--filename": "/kuma/crds"})
+    assert hooks.Kubectl.parse(["kubectl"]) is None
+
+
+def test_the_kubectl_container_of_a_hook_pod_is_found_by_its_image():
+    job_pod = {"spec": {"containers": [{"name": "c", "image": "registry.k8s.io/kubectl:v1.33.4",
+                                        "command": ["kubectl", "delete"], "args": ["ns", "x"]}]}}
+    assert hooks.command_of(job_pod) == ["kubectl", "delete", "ns", "x"]
+    assert hooks.command_of({"spec": {"containers": [{"name": "c", "image": "busybox"}]}}) is None

@@ -34,3 +34,62 @@ helm lint) lookup returns nothing for every object, and a placeholder is rendere
 {{- dict "url" "https://127.0.0.1:1" "caBundle" "" | toJson -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+Annotations of a hook object: (dict "hook" "pre-install" "weight" "-1" "policy" "before-hook-creation,...").
+*/}}
+{{- define "kuma.hookAnnotations" -}}
+"helm.sh/hook": {{ .hook | quote }}
+{{- with .weight }}
+"helm.sh/hook-weight": {{ . | quote }}
+{{- end }}
+"helm.sh/hook-delete-policy": {{ .policy | default "before-hook-creation,hook-succeeded,hook-failed" | quote }}
+{{- end -}}
+
+{{/*
+The ServiceAccount, ClusterRole and ClusterRoleBinding of a hook Job, as each of Kuma's hook templates declares them:
+(dict "root" . "name" "<account and role name>" "hook" "pre-install" "weight" "" "rules" (list ...)).
+*/}}
+{{- define "kuma.hookAccess" -}}
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: {{ .name }}
+  namespace: {{ .root.Release.Namespace }}
+  annotations:
+    {{- include "kuma.hookAnnotations" . | nindent 4 }}
+  labels:
+    {{- include "kuma.labels" .root | nindent 4 }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: {{ .name }}
+  annotations:
+    {{- include "kuma.hookAnnotations" . | nindent 4 }}
+  labels:
+    {{- include "kuma.labels" .root | nindent 4 }}
+rules:
+  {{- toYaml .rules | nindent 2 }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: {{ .name }}
+  annotations:
+    {{- include "kuma.hookAnnotations" . | nindent 4 }}
+  labels:
+    {{- include "kuma.labels" .root | nindent 4 }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: {{ .name }}
+subjects:
+  - kind: ServiceAccount
+    name: {{ .name }}
+    namespace: {{ .root.Release.Namespace }}
+{{- end -}}
+
+{{- define "kuma.kubectlImage" -}}
+{{- printf "%s/%s:%s" .Values.kuma.kubectl.image.registry .Values.kuma.kubectl.image.repository .Values.kuma.kubectl.image.tag -}}
+{{- end -}}

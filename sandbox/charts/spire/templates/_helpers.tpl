@@ -8,6 +8,17 @@
 {{- end -}}
 {{- end -}}
 
+{{/* The controller manager's names derive from the server's full name without "-server" (spire-server chart
+     _helpers.tpl spire-controller-manager.fullname): its ConfigMap and webhook Service, and the webhook configuration
+     <release namespace>-<that>-webhook. */}}
+{{- define "spire.controllerManagerName" -}}
+{{- include "spire.fullname" (dict "root" . "name" "server") | trimSuffix "-server" -}}-controller-manager
+{{- end -}}
+
+{{- define "spire.webhookName" -}}
+{{- printf "%s-%s-webhook" .Release.Namespace (include "spire.controllerManagerName" .) -}}
+{{- end -}}
+
 {{- define "spire.selectorLabels" -}}
 app.kubernetes.io/name: {{ .name }}
 app.kubernetes.io/instance: {{ .root.Release.Name }}
@@ -20,7 +31,7 @@ app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- end -}}
 
-{{/* Labels the ClusterSPIFFEID pod selectors of the real chart rely on. */}}
+{{/* Labels the ClusterSPIFFEID pod selectors of the real chart rely on (server and OIDC discovery provider pods). */}}
 {{- define "spire.componentLabels" -}}
 release: {{ .root.Release.Name }}
 release-namespace: {{ .root.Release.Namespace }}
@@ -61,4 +72,93 @@ helm lint) lookup returns nothing for every object, and a placeholder is rendere
 {{- else -}}
 {{- dict "url" "https://127.0.0.1:1" "caBundle" "" | toJson -}}
 {{- end -}}
+{{- end -}}
+
+{{/*
+One hook that patches the controller manager's webhooks to `failurePolicy`, as spire-server's post-install-hook.yaml,
+pre-upgrade-hook.yaml and post-upgrade-hook.yaml do: a ServiceAccount, ClusterRole and binding for that one webhook
+configuration, and a Job running kubectl. Call with (dict "root" . "hook" "post-install" "container" "post-install-job"
+"failurePolicy" "Fail"). Rendered only when the hooks are on and the configured policy is Fail, as upstream.
+*/}}
+{{- define "spire.webhookHook" -}}
+{{- $root := .root }}
+{{- $server := index $root.Values "spire-server" }}
+{{- if and $root.Values.global.installAndUpgradeHooks.enabled (eq $server.controllerManager.validatingWebhookConfiguration.failurePolicy "Fail") }}
+{{- $name := printf "%s-%s" (include "spire.fullname" (dict "root" $root "name" "server")) .hook }}
+{{- $webhook := include "spire.webhookName" $root }}
+{{- $annotations := dict "helm.sh/hook" .hook "helm.sh/hook-delete-policy" "before-hook-creation, hook-succeeded, hook-failed" }}
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: {{ $name }}
+  namespace: {{ $root.Release.Namespace }}
+  annotations:
+    {{- toYaml $annotations | nindent 4 }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: {{ $name }}
+  annotations:
+    {{- toYaml $annotations | nindent 4 }}
+rules:
+  - apiGroups: ["admissionregistration.k8s.io"]
+    resources: ["validatingwebhookconfigurations"]
+    resourceNames: [{{ $webhook | quote }}]
+    verbs: ["get", "patch"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: {{ $name }}
+  annotations:
+    {{- toYaml $annotations | nindent 4 }}
+subjects:
+  - kind: ServiceAccount
+    name: {{ $name }}
+    namespace: {{ $root.Release.Namespace }}
+roleRef:
+  kind: ClusterRole
+  name: {{ $name }}
+  apiGroup: rbac.authorization.k8s.io
+---
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {{ $name }}
+  namespace: {{ $root.Release.Namespace }}
+  labels:
+    {{- include "spire.labels" (dict "root" $root "name" "server") | nindent 4 }}
+  annotations:
+    {{- toYaml $annotations | nindent 4 }}
+spec:
+  template:
+    metadata:
+      name: {{ $name }}
+    spec:
+      restartPolicy: Never
+      serviceAccountName: {{ $name }}
+      containers:
+        - name: {{ .container }}
+          image: {{ include "spire.kubectlImage" $root | quote }}
+          args:
+            - patch
+            - validatingwebhookconfiguration
+            - {{ $webhook }}
+            - --type=strategic
+            - -p
+            - |
+              {
+                "webhooks":[
+                  {
+                    "name":"vclusterspiffeid.kb.io",
+                    "failurePolicy":"{{ .failurePolicy }}"
+                  },
+                  {
+                    "name":"vclusterfederatedtrustdomain.kb.io",
+                    "failurePolicy":"{{ .failurePolicy }}"
+                  }
+                ]
+              }
+{{- end }}
 {{- end -}}
