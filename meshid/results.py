@@ -214,6 +214,7 @@ class RunReport(_Record):
                         for c in s.checks
                     ],
                     "http": None if s.http is None else {"status": s.http.status, "body": s.http.body},
+                    "error": s.error,
                 }
                 for s in self.stages
             ],

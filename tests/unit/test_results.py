@@ -105,7 +105,7 @@ def test_to_json_dict_has_exactly_the_documented_shape():
     assert (doc["outcome"], doc["failed_stage"], doc["trust_domain"]) == ("passed", None, "example.org")
     assert doc["versions"] == {"kubernetes": "1.31.2", "kong-mesh chart": "2.12.3"}
     for s in doc["stages"]:
-        assert set(s) == {"name", "outcome", "duration_s", "attempts", "flaky", "checks", "http"}
+        assert set(s) == {"name", "outcome", "duration_s", "attempts", "flaky", "checks", "http", "error"}
     preflight, deny = doc["stages"]
     assert preflight["http"] is None
     assert deny["http"] == {"status": 500, "body": '{"title":"failed to retrieve zone"}'}
