@@ -22,6 +22,7 @@ OTEL_ENDPOINT = "http://opentelemetry-collector.mesh-observability:4317"
 DEMO_PORT = 5050
 CLUSTER_SPIFFE_ID = "spire-registration"  # the guide's ClusterSPIFFEID
 DEMO_WORKLOADS = ("demo-app", "kv")  # the demo Deployments with replicas (demo-app-v2 has none)
+PROBE = "meshid-probe"  # the negative probe's Deployment and app label
 SPIRE_INJECTION_ENV = "KUMA_RUNTIME_KUBERNETES_INJECTOR_SPIRE_ENABLED"
 
 
@@ -50,7 +51,7 @@ def _env(service: str, kv_url: str | None) -> list[dict[str, Any]]:
 
 def _deployment(
     name: str, ns: str, pod_labels: dict[str, str], replicas: int, container: str, env: list[dict[str, Any]],
-    *, labelled: bool = True,
+    *, labelled: bool = True, extra_labels: dict[str, str] | None = None,
 ) -> Manifest:
     metadata: dict[str, Any] = {"labels": dict(pod_labels)} if labelled else {}
     return {
@@ -61,7 +62,7 @@ def _deployment(
             "replicas": replicas,
             "selector": {"matchLabels": dict(pod_labels)},
             "template": {
-                "metadata": {"labels": dict(pod_labels)},
+                "metadata": {"labels": {**pod_labels, **(extra_labels or {})}},
                 "spec": {
                     "containers": [
                         {
@@ -82,6 +83,7 @@ def demo_objects(params: GuideParams) -> list[Manifest]:
     ns = params.namespaces.demo
     kv_url = f"http://kv.{ns}.svc.cluster.local:{DEMO_PORT}"
     v1, v2 = {"app": "demo-app", "version": "v1"}, {"app": "demo-app", "version": "v2"}
+    selected = params.identity_selector  # the demo's pods opt in to the rollout's MeshIdentity
     return [
         {
             "apiVersion": "v1",
@@ -92,9 +94,9 @@ def demo_objects(params: GuideParams) -> list[Manifest]:
         _service("demo-app-v1", ns, dict(v1)),
         _service("demo-app-v2", ns, dict(v2)),
         _service("kv", ns, {"app": "kv"}),
-        _deployment("demo-app", ns, v1, 1, "app", _env("demo-app", kv_url)),
-        _deployment("demo-app-v2", ns, v2, 0, "demo-app", _env("demo-app", kv_url)),
-        _deployment("kv", ns, {"app": "kv"}, 1, "app", _env("kv", None), labelled=False),
+        _deployment("demo-app", ns, v1, 1, "app", _env("demo-app", kv_url), extra_labels=selected),
+        _deployment("demo-app-v2", ns, v2, 0, "demo-app", _env("demo-app", kv_url), extra_labels=selected),
+        _deployment("kv", ns, {"app": "kv"}, 1, "app", _env("kv", None), labelled=False, extra_labels=selected),
         {
             "apiVersion": "kuma.io/v1alpha1",
             "kind": "Mesh",
@@ -121,6 +123,20 @@ def demo_objects(params: GuideParams) -> list[Manifest]:
                 "targetRef": {"kind": "Dataplane", "labels": {"app": "kv"}},
             },
         },
+    ]
+
+
+def probe_objects(params: GuideParams) -> list[Manifest]:
+    """The negative probe: the counter demo as a client of kv, in its own injected namespace, so its SPIFFE ID
+    (`.../ns/<probe ns>/sa/default`) is one the permission does not admit; it carries the identity selector's labels
+    so that it gets a SPIRE identity like the demo."""
+    ns, demo = params.namespaces.probe, params.namespaces.demo
+    labels = {"app": PROBE}
+    return [
+        {"apiVersion": "v1", "kind": "Namespace",
+         "metadata": {"labels": {"kuma.io/sidecar-injection": "enabled"}, "name": ns}},
+        _deployment(PROBE, ns, labels, 1, "app", _env(PROBE, f"http://kv.{demo}.svc.cluster.local:{DEMO_PORT}"),
+                    extra_labels=params.identity_selector),
     ]
 
 
@@ -152,7 +168,7 @@ def mesh_identity(params: GuideParams) -> Manifest:
             "labels": {MESH_LABEL: MESH, "kuma.io/origin": "zone"},
         },
         "spec": {
-            "selector": {"dataplane": {"matchLabels": {}}},
+            "selector": {"dataplane": {"matchLabels": dict(params.identity_selector)}},
             "spiffeID": {"trustDomain": params.trust_domain, "path": params.identity_path},
             "provider": {"type": "Spire", "spire": {}},
         },

@@ -172,6 +172,8 @@ class Namespaces(_Model):
     spire: DnsLabel = Field("spire", description="SPIRE namespace (the spire chart's release namespace).")
     spire_release: DnsLabel = Field("spire", description="Helm release name of the SPIRE chart; SPIRE's workloads, "
                                     "controller class and webhook are named after it as the chart names them.")
+    probe: DnsLabel = Field("meshid-probe", description="Namespace of the negative probe: a client whose SPIFFE ID "
+                            "the permission does not admit, which must be denied while the demo is allowed.")
 
 
 class PermissionMatch(_Model):
@@ -190,6 +192,30 @@ class RegistrationClass(StrEnum):
 
     AS_GUIDE = "as-guide"  # no className: SPIRE ignores it, the chart's fallback CR issues the IDs
     CHART_CLASS = "chart-class"  # className "<spire ns>-<spire release>": the guide's CR takes effect
+
+
+class RunMode(StrEnum):
+    """In which order a run changes its cluster."""
+
+    VALIDATE = "validate"  # the guide's order: identity first, the denial before the permission is checked
+    ROLLOUT = "rollout"  # production: permissions first, no denial window, the negative probe proves enforcement
+
+
+_KUMA_LABEL = re.compile(r"(k8s\.)?kuma\.io/.*")
+_LABEL_KEY = re.compile(r"([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
+
+
+def _selector(labels: dict[str, str]) -> dict[str, str]:
+    for key, value in labels.items():
+        if not _LABEL_KEY.fullmatch(key) or not _LABEL_VALUE.fullmatch(value):
+            raise pydantic_error(f"{key}={value!r} is not a Kubernetes label", "use label keys and values as "
+                                 "`kubectl label` accepts them", key)
+        if _KUMA_LABEL.fullmatch(key):
+            raise pydantic_error(f"{key} is a label Kong Mesh sets itself", "select by a label of your own: meshid "
+                                 "puts the selector's labels on its demo and probe pods, and your workloads opt in by "
+                                 "carrying it", key)
+    return labels
 
 
 class CleanupPolicy(StrEnum):
@@ -239,6 +265,20 @@ class GuideParams(_Model):
         "pvc", description="spire-server.persistence.type: pvc (the chart's default: a 1Gi claim, which needs a "
         "default StorageClass) or emptyDir (no claim; SPIRE's datastore is lost whenever the server restarts).",
     )
+    mode: RunMode = Field(RunMode.VALIDATE, description="validate: the guide's order, identity before the permission "
+                          "(traffic is denied in between: throwaway and test clusters). rollout: production order, "
+                          "the permissions first, no denial window, enforcement proven by the negative probe; "
+                          "re-runs converge and change nothing when all is in place.")
+    identity_selector: Annotated[dict[str, str], AfterValidator(_selector)] = Field(
+        default_factory=dict, description="The MeshIdentity's selector.dataplane.matchLabels: {} (the guide's) gives "
+        "every data plane of the mesh its SPIRE identity; a label (e.g. {mesh-identity: spire}) rolls identity out to "
+        "the workloads carrying it first. meshid puts these labels on its demo and probe pods.")
+    accept_impact: bool = Field(False, description="Rollout: go on although the identity switch affects workloads "
+                                "beyond meshid's own (plan and preflight list them); without it such a cluster halts.")
+    translate_permissions: bool = Field(False, description="Rollout: for each legacy `from` MeshTrafficPermission the "
+                                        "switch would break, apply the equivalent `rules` permission plan proposes "
+                                        "(before anything switches); without it such a cluster halts.")
+    keep_probe: bool = Field(False, description="Keep the negative probe's namespace and workload after the run.")
 
     @property
     def spire(self) -> SpireRelease:

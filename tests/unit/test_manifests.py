@@ -368,3 +368,21 @@ def test_spire_persistence_is_the_charts_default_unless_asked():
 
     assert not any("persistence" in v for v in spire_values(parse_params({})))
     assert "spire-server.persistence.type=emptyDir" in spire_values(parse_params({"spire_persistence": "emptyDir"}))
+
+
+def test_the_identity_selector_reaches_the_meshidentity_and_the_demos_and_probes_pods():
+    from meshid.manifests import demo_objects, mesh_identity, probe_objects
+    from meshid.models import parse_params
+
+    params = parse_params({"identity_selector": {"mesh-identity": "spire"}})
+    assert mesh_identity(params)["spec"]["selector"] == {"dataplane": {"matchLabels": {"mesh-identity": "spire"}}}
+    deployments = [o for o in demo_objects(params) + probe_objects(params) if o["kind"] == "Deployment"]
+    assert len(deployments) == 4
+    for dep in deployments:
+        assert dep["spec"]["template"]["metadata"]["labels"]["mesh-identity"] == "spire"
+        assert "mesh-identity" not in dep["spec"]["selector"]["matchLabels"], "a selector change would not apply"
+    probe = next(d for d in deployments if d["metadata"]["name"] == "meshid-probe")
+    assert probe["metadata"]["namespace"] == "meshid-probe"
+    env = {e["name"]: e.get("value") for e in probe["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["KV_URL"] == "http://kv.kong-mesh-demo.svc.cluster.local:5050", "the probe is a client of the demo's kv"
+    assert mesh_identity(parse_params({}))["spec"]["selector"] == {"dataplane": {"matchLabels": {}}}
