@@ -1,9 +1,11 @@
-"""The data plane: one HTTP server on 127.0.0.1 per demo pod, reached through a kwok PortForward on port 5050.
+"""The data plane: one HTTP server on 127.0.0.1 per demo pod and an Envoy admin server per injected pod, reached
+through the pod's kwok PortForward on ports 5050 and 9901.
 
 `kubectl port-forward svc/demo-app 5050:5050` enters the demo-app pod on localhost, so the request reaches the app
 without passing its own inbound proxy; the app's call to kv crosses kv's inbound, where `policy.decide` judges it
-against the published view (a denial is the 403 Envoy's RBAC filter answers). kv's keys live in its server object,
-so they are lost when the kv pod is replaced. Fault knobs: dropped connections and transient 503s.
+against the published view (a denial is the 403 Envoy's RBAC filter answers) over the connections `envoy` models,
+which count on kv's sidecar. kv's keys live in its server object, so they are lost when the kv pod is replaced. Fault
+knobs: dropped connections and transient 503s.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-from sandbox.emulator import kuma, policy
+from sandbox.emulator import envoy, kuma, policy
 from sandbox.emulator import store as st
 from sandbox.emulator.config import ConfigSource
 from sandbox.emulator.demoapp import App, KvUnreachable, Request, Response
@@ -47,6 +49,15 @@ def _field(pod: Mapping, path: str) -> str:
         if path.startswith(prefix) and path.endswith("']"):
             return (meta.get(kind) or {}).get(path[len(prefix):-2], "")
     return str(meta.get(path.removeprefix("metadata."), "")) if path.startswith("metadata.") else ""
+
+
+def target_port(pod: Mapping, service_port: Mapping) -> int:
+    """The pod port a Service port sends to: its targetPort, a number or a named container port (default: port)."""
+    target = service_port.get("targetPort", service_port.get("port"))
+    if isinstance(target, int) or str(target).isdigit():
+        return int(target)
+    return next((p["containerPort"] for c in pod["spec"].get("containers", []) for p in c.get("ports", [])
+                 if p.get("name") == target), 0)
 
 
 def env_value(pod: Mapping, container: Mapping, name: str) -> str:
@@ -127,63 +138,101 @@ class PodServer:
 
 
 class DataPlane:
-    """Starts and stops pod servers as demo pods come and go, and routes demo-app's calls to kv."""
+    """Starts and stops pod servers (the demo app) and sidecars (Envoy's admin API) as pods come and go, and routes
+    demo-app's calls to kv through Envoy's connections."""
 
     def __init__(self, store: st.Store, writer: Writer, config: ConfigSource, converger: Converger) -> None:
         self._store, self._writer, self._config, self._converger = store, writer, config, converger
         self._servers: dict[str, PodServer] = {}
+        self._sidecars: dict[str, envoy.Sidecar] = {}
+        self._pods: dict[str, Mapping] = {}  # the latest object of each served pod
         self._lock = threading.Lock()
         self._round_robin = itertools.count()
         self._decisions: dict[tuple[str, str], policy.Decision] = {}
+        self._connections = envoy.Connections()
 
     def on_pod(self, event: str, pod: Mapping) -> None:
-        """Store listener: serve each scheduled demo pod, stop when it terminates."""
+        """Store listener: serve each scheduled demo pod and injected pod, stop when it terminates."""
         uid, container = pod["metadata"].get("uid", ""), app_container(pod)
         gone = event == "DELETED" or pod["metadata"].get("deletionTimestamp")
-        if gone or container is None:
-            with self._lock:
-                server = self._servers.pop(uid, None)
-            if server is not None:
-                server.stop()
+        if gone or (container is None and not kuma.injected(pod)):
+            self._stop_pod(uid)
             return
         if not pod["spec"].get("nodeName"):
             return
         with self._lock:
-            if uid in self._servers:
-                self._servers[uid].pod = pod
+            self._pods[uid] = pod
+            if uid in self._servers or uid in self._sidecars:
+                if uid in self._servers:
+                    self._servers[uid].pod = pod
                 return
-            kv_url = env_value(pod, container, "KV_URL")
-            app = App(env_value(pod, container, "APP_VERSION"), self._kv_client(uid, kv_url) if kv_url else None)
-            server = self._servers[uid] = PodServer(pod, app, self._config, demo_app=bool(kv_url))
-        self._forward(pod, server.port)
-        log.info("serving %s/%s (%s) on 127.0.0.1:%d", pod["metadata"]["namespace"], pod["metadata"]["name"],
-                 "demo-app" if kv_url else "kv", server.port)
+            forwards = []
+            if container is not None:
+                kv_url = env_value(pod, container, "KV_URL")
+                app = App(env_value(pod, container, "APP_VERSION"), self._kv_client(uid, kv_url) if kv_url else None)
+                server = self._servers[uid] = PodServer(pod, app, self._config, demo_app=bool(kv_url))
+                forwards.append((APP_PORT, server.port))
+            if kuma.injected(pod):
+                sidecar = self._sidecars[uid] = envoy.Sidecar(pod["metadata"]["name"], lambda: self._inbounds(uid),
+                                                              lambda: self._tls(uid))
+                forwards.append((envoy.ADMIN_PORT, sidecar.port))
+        self._forward(pod, forwards)
+        log.info("serving %s/%s on %s", pod["metadata"]["namespace"], pod["metadata"]["name"],
+                 ", ".join(f"{port} -> 127.0.0.1:{local}" for port, local in forwards))
+
+    def _stop_pod(self, uid: str) -> None:
+        with self._lock:
+            parts = [self._servers.pop(uid, None), self._sidecars.pop(uid, None)]
+            self._pods.pop(uid, None)
+        for part in parts:
+            if part is not None:
+                part.stop()
+        self._connections.forget(uid)
 
     def stop(self) -> None:
-        """Stop every pod server."""
+        """Stop every pod server and sidecar."""
         with self._lock:
-            servers, self._servers = list(self._servers.values()), {}
-        for server in servers:
-            server.stop()
+            parts, self._servers, self._sidecars = [*self._servers.values(), *self._sidecars.values()], {}, {}
+        for part in parts:
+            part.stop()
 
-    def _forward(self, pod: Mapping, port: int) -> None:
+    def _forward(self, pod: Mapping, forwards: list[tuple[int, int]]) -> None:
         meta = pod["metadata"]
         body = {"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "PortForward",
                 "metadata": {"name": meta["name"], "namespace": meta["namespace"],
                              "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": meta["name"],
                                                   "uid": meta["uid"]}]},
-                "spec": {"forwards": [{"ports": [APP_PORT], "target": {"address": "127.0.0.1", "port": port}}]}}
+                "spec": {"forwards": [{"ports": [port], "target": {"address": "127.0.0.1", "port": local}}
+                                      for port, local in forwards]}}
         self._writer.delete(PORT_FORWARDS, meta["namespace"], meta["name"])
         self._writer.create(PORT_FORWARDS, meta["namespace"], body)
 
-    def _endpoints(self, host: str, default_namespace: str) -> list[PodServer]:
-        """The ready pod servers behind the Service a kv URL host names (<svc>[.<namespace>[.svc...]])."""
+    def _inbounds(self, uid: str) -> list[tuple[str, int]]:
+        """(pod IP, port) of each inbound Kuma gives the pod: the target ports of the Services selecting it."""
+        with self._lock:
+            pod = self._pods.get(uid)
+        if pod is None or not (pod.get("status") or {}).get("podIP"):
+            return []
+        services = [s for s in self._store.list(st.SERVICES, pod["metadata"]["namespace"]) if kuma.selects_pod(s, pod)]
+        ports = sorted({target_port(pod, p) for s in services for p in s.get("spec", {}).get("ports", [])})
+        return [(pod["status"]["podIP"], port) for port in ports if port]
+
+    def _tls(self, uid: str) -> bool:
+        with self._lock:
+            pod = self._pods.get(uid)
+        return pod is not None and envoy.has_tls(self._converger.published.proxy_of(pod))
+
+    def _endpoints(self, host: str, port: int, default_namespace: str) -> tuple[list[PodServer], Mapping | None]:
+        """The ready pod servers behind the Service a kv URL host names (<svc>[.<namespace>[.svc...]]), and the
+        Service port called."""
         parts = host.split(".")
         service = self._store.get(st.SERVICES, parts[1] if len(parts) > 1 else default_namespace, parts[0])
         if service is None:
-            return []
+            return [], None
+        called = next((p for p in service.get("spec", {}).get("ports", []) if p.get("port") == port), None)
         with self._lock:
-            return [s for s in self._servers.values() if kuma.selects_pod(service, s.pod) and kuma.pod_ready(s.pod)]
+            return [s for s in self._servers.values() if kuma.selects_pod(service, s.pod) and kuma.pod_ready(s.pod)], \
+                called
 
     def _log_decision(self, client: Mapping, server: Mapping, decision: policy.Decision) -> None:
         """Log a client/server pair's decision when it differs from the last one logged."""
@@ -194,19 +243,25 @@ class DataPlane:
                      "allowed" if decision.allowed else "denied", decision.reason)
 
     def _kv_client(self, client_uid: str, kv_url: str) -> Callable[[str, str, dict | None], tuple[int, dict | None]]:
-        host = urlsplit(kv_url).hostname or ""
+        url = urlsplit(kv_url)
+        host, url_port = url.hostname or "", url.port or 80
 
         def call(method: str, key: str, body: dict | None) -> tuple[int, dict | None]:
             with self._lock:
                 client = self._servers.get(client_uid)
             if client is None:
                 raise KvUnreachable("the client pod is gone")
-            servers = self._endpoints(host, client.pod["metadata"]["namespace"])
-            if not servers:
+            servers, service_port = self._endpoints(host, url_port, client.pod["metadata"]["namespace"])
+            if not servers or service_port is None:
                 raise KvUnreachable(f"no healthy upstream for {host}")
             server = servers[next(self._round_robin) % len(servers)]
             view = self._converger.published
-            decision = policy.decide(view.proxy_of(client.pod), view.proxy_of(server.pod), view.permissions)
+            with self._lock:
+                sidecar = self._sidecars.get(server.pod["metadata"]["uid"])
+            decision = self._connections.request(
+                view.proxy_of(client.pod), client_uid, view.proxy_of(server.pod), server.pod["metadata"]["uid"],
+                (server.pod.get("status") or {}).get("podIP", ""), target_port(server.pod, service_port),
+                view.permissions, sidecar)
             self._log_decision(client.pod, server.pod, decision)
             if not decision.allowed:
                 return 403, None  # RBAC: access denied

@@ -4,43 +4,34 @@ As in Kuma 2.12.3: the kuma-sidecar container goes first, kuma-init runs as an i
 `kuma.io/mesh` label and the injected annotations. SPIRE support (the `kuma-spire-agent-socket` CSI volume mounted
 read-only in kuma-sidecar, plus KUMA_DATAPLANE_RUNTIME_SPIRE_SUPPORTED=true) is decided at creation time by the
 control plane's KUMA_RUNTIME_KUBERNETES_INJECTOR_SPIRE_ENABLED, or per pod by the *annotation*
-`k8s.kuma.io/spire-support`.
+`k8s.kuma.io/spire-support` (exact-case true/yes/enabled or false/no/disabled, anything else fails the injection).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sandbox.emulator.kuma import SIDECAR, SPIRE_VOLUME, ControlPlane, injected, mesh_of
+from sandbox.emulator.kuma import SIDECAR, SPIRE_VOLUME, ControlPlane, enabled, injected, mesh_of
 
 VERSION = "2.12.3"
 SPIRE_ANNOTATION = "k8s.kuma.io/spire-support"
 INJECTION = "kuma.io/sidecar-injection"
-ENABLED, DISABLED = ("enabled", "true"), ("disabled", "false")
 
 
 class InjectionError(ValueError):
-    """The pod cannot be injected (the message is what the API server reports)."""
-
-
-def _flag(value: str | None, name: str, default: bool) -> bool:
-    if value is None:
-        return default
-    if value.lower() in ENABLED:
-        return True
-    if value.lower() in DISABLED:
-        return False
-    raise InjectionError(f"getting {name} annotation failed: annotation \"{name}\" has wrong value \"{value}\"")
+    """The pod cannot be injected (the message is what the injector's error says)."""
 
 
 def wants_sidecar(pod: Mapping, namespace: Mapping | None) -> bool:
-    """True when the pod or its namespace asks for injection and the pod does not opt out."""
-    meta = pod.get("metadata", {})
-    opt = (meta.get("annotations") or {}).get(INJECTION) or (meta.get("labels") or {}).get(INJECTION)
-    if opt is not None and opt.lower() in DISABLED:
-        return False
-    ns_label = ((namespace or {}).get("metadata", {}).get("labels") or {}).get(INJECTION, "")
-    return ns_label.lower() in ENABLED or (opt or "").lower() in ENABLED
+    """precheck.go needToInject: the pod's `kuma.io/sidecar-injection` label decides, else its namespace's label."""
+    try:
+        for labels in ((pod.get("metadata") or {}).get("labels"), ((namespace or {}).get("metadata") or {}).get("labels")):
+            decided = enabled(labels, INJECTION)
+            if decided is not None:
+                return decided
+    except ValueError as exc:
+        raise InjectionError(str(exc)) from exc
+    return False
 
 
 def _env(name: str, value: str) -> dict:
@@ -87,7 +78,10 @@ def patch(pod: Mapping, namespace: Mapping | None, cp: ControlPlane) -> list[dic
         return []
     meta, spec = pod.get("metadata", {}), pod.get("spec", {})
     annotations = dict(meta.get("annotations") or {})
-    spire = _flag(annotations.get(SPIRE_ANNOTATION), SPIRE_ANNOTATION, cp.spire_injection)
+    try:
+        spire = enabled(annotations, SPIRE_ANNOTATION, cp.spire_injection)
+    except ValueError as exc:
+        raise InjectionError(f"getting {SPIRE_ANNOTATION} annotation failed: {exc}") from exc
     mesh = annotations.get("kuma.io/mesh") or mesh_of(namespace)
     app_containers = list(spec.get("containers", []))
     labels = {**(meta.get("labels") or {}), "kuma.io/mesh": mesh}

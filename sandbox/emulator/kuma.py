@@ -36,8 +36,9 @@ class ControlPlane:
 
     @property
     def spire_injection(self) -> bool:
-        """KUMA_RUNTIME_KUBERNETES_INJECTOR_SPIRE_ENABLED as the control plane parses it."""
-        return self.env.get(SPIRE_ENV, "false").strip().lower() in ("true", "1", "t", "yes")
+        """KUMA_RUNTIME_KUBERNETES_INJECTOR_SPIRE_ENABLED as the control plane's env config parses it (Go's
+        strconv.ParseBool)."""
+        return self.env.get(SPIRE_ENV, "false") in ("1", "t", "T", "TRUE", "true", "True")
 
     @property
     def spire_mount_path(self) -> str:
@@ -62,6 +63,20 @@ def control_plane(store: st.Store, namespace: str | None = None) -> ControlPlane
     for container in newest["spec"].get("containers", [])[:1]:
         env = {e["name"]: e.get("value", "") for e in container.get("env", []) if "name" in e}
     return ControlPlane(namespace=newest["metadata"]["namespace"], ready=bool(ready), env=env)
+
+
+def enabled(values: Mapping[str, str] | None, key: str, default: bool | None = None) -> bool | None:
+    """An enabled/disabled label or annotation as Kuma 2.12.3 reads it (k8s/metadata/annotations.go
+    GetEnabledWithDefault): exact-case true/yes/enabled or false/no/disabled; `default` when absent; any other value
+    raises ValueError with Kuma's message."""
+    value = (values or {}).get(key)
+    if value is None:
+        return default
+    if value in ("true", "yes", "enabled"):
+        return True
+    if value in ("false", "no", "disabled"):
+        return False
+    raise ValueError(f'annotation "{key}" has wrong value "{value}"')
 
 
 def mesh_of(namespace: Mapping | None, obj_labels: Mapping[str, str] | None = None) -> str:

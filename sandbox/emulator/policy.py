@@ -125,12 +125,25 @@ class Permission:
                    from_entries=from_entries, rules=rules)
 
 
+class Transport(enum.Enum):
+    """What the connection to the server's inbound listener does before any request (Envoy's TLS handshake)."""
+
+    PLAINTEXT = "plaintext"  # the inbound has no TLS, and no RBAC filter
+    HANDSHAKE = "handshake"  # the mTLS handshake completes; the RBAC filter judges each request
+    UNTRUSTED = "untrusted"  # the client rejects the server's certificate (another CA or trust domain) and aborts
+    PLAINTEXT_CLIENT = "plaintext client"  # plaintext bytes on a TLS inbound
+    NO_CLIENT_CERT = "no client certificate"  # the client's secret is missing: it closes before sending any TLS
+    NO_SERVER_CERT = "no server certificate"  # the inbound listener waits for its secret: nothing accepts
+
+
 @dataclass(frozen=True)
 class Decision:
-    """The verdict of the server's inbound and why."""
+    """The verdict of the server's inbound, why, and what the connection's TLS did."""
 
     allowed: bool
     reason: str
+    transport: Transport = Transport.HANDSHAKE
+    shadow_deny: bool = False  # an allowWithShadowDeny rule applies: the shadow RBAC engine denies
 
 
 def _subset(wanted: Mapping[str, str], have: Mapping[str, str]) -> bool:
@@ -212,20 +225,31 @@ def _by_from(permissions: Sequence[Permission], client: Proxy) -> Decision:
 def decide(client: Proxy, server: Proxy, permissions: Sequence[Permission]) -> Decision:
     """Whether `server`'s inbound accepts a request from `client`, given every MeshTrafficPermission."""
     if server.mode is Mode.PLAINTEXT:
-        return Decision(True, "the server has no mTLS: permissions are not enforced")
-    if Mode.PENDING in (client.mode, server.mode):
-        side = "client" if client.mode is Mode.PENDING else "server"
-        return Decision(False, f"the {side} has no certificate: SPIRE has not issued its SVID")
+        return Decision(True, "the server has no mTLS: permissions are not enforced", Transport.PLAINTEXT)
+    if server.mode is Mode.PENDING:
+        return Decision(False, "the server has no certificate: SPIRE has not issued its SVID", Transport.NO_SERVER_CERT)
+    if client.mode is Mode.PENDING:
+        return Decision(False, "the client has no certificate: SPIRE has not issued its SVID", Transport.NO_CLIENT_CERT)
     if client.mode is Mode.PLAINTEXT:
-        return Decision(False, "plaintext request to an mTLS inbound")
+        return Decision(False, "plaintext request to an mTLS inbound", Transport.PLAINTEXT_CLIENT)
     if client.mode is not server.mode:
         return Decision(False, "TLS handshake fails: a MeshIdentity certificate and a mesh CA certificate do not "
-                               "trust each other")
+                               "trust each other", Transport.UNTRUSTED)
     if client.mode is Mode.IDENTITY and {trust_domain_of(i) for i in client.spiffe_ids} != \
             {trust_domain_of(i) for i in server.spiffe_ids}:
-        return Decision(False, "TLS handshake fails: the client's trust domain is not trusted by the server")
+        return Decision(False, "TLS handshake fails: the client's trust domain is not trusted by the server",
+                        Transport.UNTRUSTED)
     applying = [p for p in permissions if selects(p, server)]
     with_rules = ordered_rules(applying)
     if with_rules:
-        return _by_rules(with_rules, client)
+        decision = _by_rules(with_rules, client)
+        # createShadowMatcher: allowWithShadowDeny entries as DENY, default DENY: any such entry makes it deny
+        shadow = any(rule.allow_with_shadow_deny for rule in with_rules)
+        return Decision(decision.allowed, decision.reason, shadow_deny=shadow)
     return _by_from([p for p in applying if p.from_entries], client)
+
+
+def inbound_config(server: Proxy, permissions: Sequence[Permission]) -> tuple:
+    """What the server's inbound listener is configured with: its certificate and the permissions applying to it.
+    Envoy drains a listener's connections when this changes."""
+    return server.mode, server.spiffe_ids, tuple(p for p in permissions if selects(p, server))

@@ -99,7 +99,10 @@ def desired_mesh_services(store: st.Store, ready: frozenset[tuple[str, str]]) ->
         meta = svc["metadata"]
         namespace = store.get(st.NAMESPACES, "", meta["namespace"])
         ns_labels = (namespace or {}).get("metadata", {}).get("labels") or {}
-        in_mesh = ns_labels.get("kuma.io/sidecar-injection", "").lower() in ("enabled", "true")
+        try:  # service_controller.go: an unreadable label fails the reconciliation, no MeshService
+            in_mesh = bool(kuma.enabled(ns_labels, "kuma.io/sidecar-injection"))
+        except ValueError:
+            continue
         if not in_mesh and "kuma.io/mesh" not in (meta.get("labels") or {}):
             continue
         if (meta.get("annotations") or {}).get("kuma.io/ignore") == "true":

@@ -23,7 +23,7 @@ class TemplateError(ValueError):
     """The template does not parse, or it refers to something the data does not have."""
 
 
-def _split(template: str) -> list[tuple[str, str]]:
+def _split(template: str, name: str = "") -> list[tuple[str, str]]:
     """Split into ("text", s) and ("action", s) parts, applying trim markers."""
     parts: list[tuple[str, str]] = []
     pos = 0
@@ -39,7 +39,7 @@ def _split(template: str) -> list[tuple[str, str]]:
             pos += len(rest) - len(rest.lstrip())
     tail = template[pos:]
     if "{{" in tail:
-        raise TemplateError("template: :1: unclosed action")
+        raise TemplateError(f"template: {name}:1: unclosed action")
     parts.append(("text", tail))
     return parts
 
@@ -70,15 +70,16 @@ def _action(action: str, data: Any, functions: Functions) -> str:
     raise TemplateError(f"template: unsupported action {{{{ {action} }}}}")
 
 
-def check(template: str, functions: Functions = NO_FUNCTIONS) -> None:
-    """Raise TemplateError when `template` does not parse (fields are not resolved)."""
-    for kind, text in _split(template):
+def check(template: str, functions: Functions = NO_FUNCTIONS, name: str = "") -> None:
+    """Raise TemplateError when `template` does not parse (fields are not resolved); the message is Go's, with the
+    template's `name` (text/template: `template: <name>:<line>: ...`)."""
+    for kind, text in _split(template, name):
         if kind == "action":
             words = text.split()
             if not words:
-                raise TemplateError("template: :1: missing value for command")
+                raise TemplateError(f"template: {name}:1: missing value for command")
             if not (words[0].startswith(".") or words[0] == "index" or words[0] in functions):
-                raise TemplateError(f'template: :1: function "{words[0]}" not defined')
+                raise TemplateError(f'template: {name}:1: function "{words[0]}" not defined')
 
 
 def render(template: str, data: Mapping[str, Any], functions: Functions = NO_FUNCTIONS) -> str:

@@ -86,7 +86,7 @@ class Admission:
         try:
             ops = injector.patch(pod, self._namespace(namespace), cp)
         except injector.InjectionError as exc:
-            return _verdict(validation.forbidden(str(exc)))
+            return _verdict(validation.errored(str(exc)))
         if ops:
             log.info("injected a pod of %s (SPIRE socket: %s)", namespace,
                      any(o["path"] == "/spec/volumes" and any(v["name"] == kuma.SPIRE_VOLUME for v in o["value"])
