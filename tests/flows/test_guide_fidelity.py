@@ -102,10 +102,12 @@ def test_spire_under_another_release_and_namespace_passes_proves_entries_and_mtl
 
 
 def test_demo_pods_wait_for_a_late_csi_driver_and_the_run_passes(world, faults, tmp_path):
-    faults(csi_driver_delay_s=6)
+    faults(csi_driver_delay_s=8)
     state, report = _run(world, tmp_path, "late-csi")
-    assert state.is_completed(), state.message
-    assert _stage(report, "apply-demo")["duration_s"] >= 3, "the demo's pods waited for the CSI driver"
+    assert state.is_completed(), state.message  # the demo's pods waited as long as SPIRE's CSI driver took
+    # install-kong-mesh and install-spire start together; apply-demo's pods can only start once the driver is ready
+    waited = _stage(report, "install-kong-mesh")["duration_s"] + _stage(report, "apply-demo")["duration_s"]
+    assert waited >= 8, "the demo's pods were Ready before SPIRE's CSI driver"
     assert _leftovers(world) == []
 
 
@@ -117,7 +119,8 @@ def test_a_csi_driver_that_never_comes_fails_naming_the_driver_and_the_waiting_p
     assert mid014["outcome"] == "failed" and mid014["hint"]
     assert "csi.spiffe.io" in mid014["message"] and "demo-app-" in mid014["message"] and "kv-" in mid014["message"]
     assert "spire-spiffe-csi-driver" in mid014["message"]
-    assert _check(_stage(report, "install-spire"), "MID021")["outcome"] == "failed"
+    assert any(c["code"] == "MID021" and c["outcome"] == "failed" and "spire-spiffe-csi-driver" in c["message"]
+               for c in _stage(report, "install-spire")["checks"])
     assert _leftovers(world) == []
 
 
