@@ -13,7 +13,7 @@ by name, or `format=json` `{"stats": [{"name", "value"}]}`; `filter=<regex>` mat
   filter into the HTTP connection manager (meshtrafficpermission/xds/rbac_configurer.go, legacy_rbac_configurer.go),
   whose stat prefix is the local cluster `localhost:<port>` sanitized (names.GetLocalClusterName,
   util/xds/metric_sanitizer.go); Envoy's HTTP RBAC filter counts under `http.<prefix>.rbac.`.
-Counters start at 0 with the pod's sidecar.
+Counters start at 0 with the pod's sidecar; once an inbound had TLS its ssl and RBAC counters stay listed.
 
 Connections are modelled as Envoy's upstream HTTP/1.1 pool keeps them: one connection between two proxies, reused
 across requests, re-established when either side's certificate changes or the server's inbound configuration changes
@@ -66,6 +66,7 @@ class Sidecar:
         self.name, self._inbounds, self._tls = name, inbounds, tls
         self._counters: dict[str, int] = defaultdict(int)
         self._lock = threading.Lock()
+        self._had_tls = False  # Envoy keeps a listener's stats when its TLS context goes away
         self._http = _AdminServer(self)
         self.port = self._http.server_address[1]
         threading.Thread(target=self._http.serve_forever, args=(POLL_S,), name=f"admin-{name}", daemon=True).start()
@@ -78,7 +79,7 @@ class Sidecar:
     def stats(self) -> dict[str, int]:
         """Every counter the admin API shows now, by name."""
         names = []
-        tls = self._tls()
+        tls = self._had_tls = self._had_tls or self._tls()
         for ip, port in self._inbounds():
             names.append(listener_prefix(ip, port) + "downstream_cx_total")
             if tls:

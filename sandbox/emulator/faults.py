@@ -54,6 +54,11 @@ class PodFaults:
         self._every_tick = every_tick  # patch again each tick (crash loops), or only when the pod looks ready
         self._affected: set[str] = set()
 
+    @property
+    def active(self) -> bool:
+        """True while some pod this fault broke is not healed yet."""
+        return bool(self._affected)
+
     def tick(self, pods: list[Mapping], on: bool) -> None:
         """Break `pods` (again) while `on`; heal every pod this fault broke once it is off."""
         for pod in pods:

@@ -166,7 +166,9 @@ class Kubelet:
 
     def tick(self, now: float) -> None:
         """Apply `csi_driver_absent` to the driver's pods, re-check waiting mounts, repeat due FailedMount events."""
-        self._absent.tick(self._driver_pods(), self._config.current.csi_driver_absent)
+        absent = self._config.current.csi_driver_absent
+        if absent or self._absent.active:
+            self._absent.tick(self._driver_pods(), absent)
         self._check_mounts()
 
     # CSI mounts
@@ -174,13 +176,14 @@ class Kubelet:
         return [p for p in self._store.list(st.PODS)
                 if p["metadata"].get("labels", {}).get("app.kubernetes.io/name") == CSI_DRIVER_APP]
 
-    def _registered(self, node: str, now: float) -> tuple[set[str], float | None]:
-        """CSI drivers registered on `node` now, and the next time another one registers (None: no pending one)."""
+    def _registered(self, node: str, now: float, drivers: list[dict]) -> tuple[set[str], float | None]:
+        """CSI drivers registered on `node` now (of the driver pods `drivers`), and the next time another one
+        registers (None: no pending one)."""
         conf = self._config.current
         registered, upcoming = set(), None
         if conf.csi_driver_absent:
             return registered, None
-        for driver in self._driver_pods():
+        for driver in drivers:
             since = ready_since(driver)
             if driver["spec"].get("nodeName") != node or since is None:
                 continue
@@ -195,9 +198,10 @@ class Kubelet:
         now = time.time()
         with self._lock:
             waiting = list(self._mounts.values())
+        drivers = self._driver_pods() if waiting else []
         for held in waiting:
             pod = held.pod
-            registered, upcoming = self._registered(pod["spec"]["nodeName"], now)
+            registered, upcoming = self._registered(pod["spec"]["nodeName"], now, drivers)
             missing = [(v["name"], v["csi"].get("driver", "")) for v in pod["spec"].get("volumes") or []
                        if v.get("csi") is not None and v["csi"].get("driver", "") not in registered]
             try:
