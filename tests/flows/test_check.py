@@ -51,8 +51,9 @@ def test_check_says_traffic_is_not_mtls_when_kv_runs_without_a_sidecar():
                                "charts": {"mirror": info.chart_repo_url}, "cleanup": "never"})
         assert guide(params=params, return_state=True).is_completed()
         cluster = Cluster(info.kubeconfig)
-        # Kuma's per-pod opt-out (an annotation): kv restarts without kuma-sidecar, so its inbound is plaintext
-        cluster.patch("apps/v1", "Deployment", "kv", {"spec": {"template": {"metadata": {"annotations": {
+        # Kuma's per-pod opt-out, the pod label kuma.io/sidecar-injection (kumahq/kuma 2.12.3
+        # pkg/plugins/runtime/k8s/webhooks/injector/precheck.go): kv restarts without kuma-sidecar, its inbound plaintext
+        cluster.patch("apps/v1", "Deployment", "kv", {"spec": {"template": {"metadata": {"labels": {
             "kuma.io/sidecar-injection": "disabled"}}}}}, "kong-mesh-demo")
         cluster.wait_rollout("kong-mesh-demo", "kv", 60)
         code, report = _check(info.kubeconfig)
