@@ -68,9 +68,10 @@ class Helm:
 
     def upgrade_install(self, release: str, chart: str, namespace: str, *, repo: str | None, version: str | None,
                         values: Sequence[str] = (), timeout_s: float = 600, wait: bool = True,
-                        reuse_values: bool = False, client_side: bool = False) -> Release:
-        """`helm upgrade --install` (creating the namespace), waiting for readiness when `wait`; `client_side` when
-        the release was installed with client-side apply (see `_take_over`)."""
+                        keep_values: bool = False, client_side: bool = False) -> Release:
+        """`helm upgrade --install` (creating the namespace), waiting for readiness when `wait`; with `keep_values`
+        (a release that existed before: its operators' values stay, `values` go on top); `client_side` when the
+        release was installed with client-side apply (see `_take_over`)."""
         args = ["upgrade", "--install", release, chart, "--namespace", namespace, "--create-namespace",
                 "--timeout", f"{int(timeout_s)}s", "--output", "json", *_take_over(client_side)]
         if repo:
@@ -79,8 +80,8 @@ class Helm:
             args += ["--version", version]
         if wait:
             args += ["--wait"]
-        if reuse_values:
-            args += ["--reuse-values"]
+        if keep_values:
+            args += ["--reset-then-reuse-values"]  # the new chart's defaults, the last release's values, then ours
         for value in values:
             args += ["--set", value]
         out = self.run(args, f"helm upgrade --install {release}", timeout_s + GRACE_S)
@@ -90,6 +91,12 @@ class Helm:
             # not the output itself: it holds the release's values
             raise ExternalCallError(f"helm upgrade --install {release}",
                                     f"helm printed no readable release JSON ({type(exc).__name__})") from None
+
+    def values(self, release: str, namespace: str, timeout_s: float = 60) -> dict:
+        """The values the release was installed or upgraded with (`helm get values`: the user's, not the chart's)."""
+        out = self.run(["get", "values", release, "--namespace", namespace, "-o", "json"],
+                       f"helm get values {release}", timeout_s)
+        return json.loads(out or "null") or {}
 
     def status(self, release: str, namespace: str, timeout_s: float = 60) -> Release | None:
         """The release, or None when it is not installed."""
@@ -119,6 +126,37 @@ class Helm:
                 return False
             raise
         return True
+
+
+def set_values(pairs: Sequence[str]) -> dict:
+    """The values `--set` pairs give, typed as helm's strvals parser types them (true/false as booleans, integers as
+    numbers, null as nothing, the rest as strings), for comparing with `helm get values`."""
+    values: dict = {}
+    for pair in pairs:
+        path, _, raw = pair.partition("=")
+        keys = path.split(".")
+        node = values
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = _typed(raw)
+    return values
+
+
+def covers(current: dict, wanted: dict) -> bool:
+    """Whether `current` values already hold every one of `wanted` (nested)."""
+    return all(covers(current.get(k) or {}, v) if isinstance(v, dict) else current.get(k) == v
+               for k, v in wanted.items()) if isinstance(current, dict) else False
+
+
+def _typed(raw: str) -> object:
+    if raw in ("true", "false"):
+        return raw == "true"
+    if raw == "null":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        return raw
 
 
 def _take_over(client_side: bool) -> list[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from meshid import tools
-from meshid.helm import Helm, Release
+from meshid.helm import Helm, Release, covers, set_values
 from meshid.kube import Cluster
 from meshid.ledger import AppliedObject, AppliedRelease, Ledger
 from meshid.manifests import stamp
@@ -118,12 +118,13 @@ class RunContext:
         return self.cluster.apply(obj), existed
 
     def install(self, source: ChartSource, release: str, namespace: str, values: list[str], out: StageOutput,
-                reuse_values: bool = False, wait: bool = False, crd_group: str | None = None,
-                claims: tuple[str, ...] = ()) -> Release:
+                wait: bool = False, crd_group: str | None = None, claims: tuple[str, ...] = ()) -> Release:
         """`helm upgrade --install` a pinned chart, recording the release (and its earlier revision) first; for a new
         release also the CRDs of `crd_group` and the `claims` that do not exist yet (it leaves them on uninstall).
 
-        Without `wait`, helm returns once the objects are created and the stage watches for the readiness it needs.
+        A release that is already at the pinned chart with these values is left alone (an upgrade would make a
+        revision and run its hooks); one that is not is upgraded keeping its operators' values. Without `wait`, helm
+        returns once the objects are created and the stage watches for the readiness it needs.
         """
         created_namespace = AppliedObject("v1", "Namespace", namespace, None, True)
         if self.cluster.get("v1", "Namespace", namespace) is None:  # helm --create-namespace makes it: undo knows
@@ -132,6 +133,9 @@ class RunContext:
         new_release = (self.ledger.recorded(created_namespace) == created_namespace
                        and self.ledger.recorded(AppliedRelease(release, namespace, None)) is None)
         before = None if new_release else self.helm.status(release, namespace)
+        if before is not None and self._current(before, source, namespace, values):
+            out.touch("HelmRelease", namespace, release, "unchanged", f"{before.chart} revision {before.revision}")
+            return before
         if before is None:
             self.ledger.record(AppliedRelease(release, namespace, None, crd_group, self._crds(crd_group),
                                               tuple(c for c in claims if self._absent_claim(c, namespace))))
@@ -139,7 +143,7 @@ class RunContext:
             self.ledger.record(AppliedRelease(release, namespace, before.revision))
         installed = self.helm.upgrade_install(
             release, source.chart, namespace, repo=self.chart_repo(source), version=source.version, values=values,
-            timeout_s=self.params.timeouts.helm_s, reuse_values=reuse_values, wait=wait,
+            timeout_s=self.params.timeouts.helm_s, keep_values=before is not None, wait=wait,
             client_side=before is not None and before.client_side)
         out.touch("HelmRelease", namespace, release, "upgraded" if before else "installed",
                   f"{installed.chart} revision {installed.revision}: {installed.status}")
@@ -147,6 +151,11 @@ class RunContext:
             self.versions[f"chart/{source.chart}"] = source.version
         return installed
 
+
+    def _current(self, release: Release, source: ChartSource, namespace: str, values: list[str]) -> bool:
+        """Whether an installed release is deployed at the pinned chart version and holds these values already."""
+        return (release.status == "deployed" and release.chart == f"{source.chart}-{source.version}"
+                and covers(self.helm.values(release.name, namespace), set_values(values)))
 
     def _crds(self, group: str | None) -> tuple[str, ...]:
         """Names of the CRDs of API group `group` now (none asked for without a group)."""

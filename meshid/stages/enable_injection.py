@@ -29,7 +29,7 @@ def run(ctx: RunContext, out: StageOutput) -> None:
     ns = p.namespaces.control_plane
     current = ctx.cluster.get("apps/v1", "Deployment", CONTROL_PLANE, ns) or {}
     if injection_env(current) != "true":
-        ctx.install(p.charts.kong_mesh, RELEASE, ns, injection_env_values(p), out, reuse_values=True)
+        ctx.install(p.charts.kong_mesh, RELEASE, ns, injection_env_values(p), out)
     dep = checked_wait(out, "MID022", lambda: ctx.cluster.wait_rollout(ns, CONTROL_PLANE, p.timeouts.wait_s),
                        lambda _: f"deployment {ns}/{CONTROL_PLANE} rolled out")
     if dep is not None:

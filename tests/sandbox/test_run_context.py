@@ -95,3 +95,20 @@ def test_apply_all_raises_the_first_failure_after_every_other_object_was_applied
         assert ctx.ledger.recorded(AppliedObject("v1", "ConfigMap", "Not_A_Valid_Name", ns, True)) is not None
     finally:
         ctx.cluster.delete("v1", "Namespace", ns)
+
+
+def test_a_release_already_as_wanted_is_left_alone_and_an_upgrade_keeps_the_operators_values(
+        sandbox_cluster, chart_repo_url, tmp_path):
+    ctx, ns, out = _context(sandbox_cluster, tmp_path), f"ru-{uuid.uuid4().hex[:6]}", StageOutput()
+    try:
+        ctx.helm.upgrade_install("hello", "hello", ns, repo=chart_repo_url, version="0.1.0", timeout_s=60, wait=False,
+                                 values=["message=the operator's", "replicas=1"])
+        ctx.install(_hello(chart_repo_url), "hello", ns, ["replicas=1"], out)
+        assert _actions(out) == ["unchanged"] and ctx.ledger.entries == []
+        assert ctx.helm.status("hello", ns).revision == 1, "no revision (and no hooks) for nothing"
+        ctx.install(_hello(chart_repo_url), "hello", ns, ["replicas=3"], out)
+        assert _actions(out) == ["unchanged", "upgraded"]
+        assert ctx.helm.values("hello", ns) == {"message": "the operator's", "replicas": 3}
+    finally:
+        ctx.helm.uninstall("hello", ns, 60)
+        ctx.cluster.delete("v1", "Namespace", ns)

@@ -34,3 +34,20 @@ def test_a_release_installed_client_side_is_known_as_such_from_either_output():
     assert not Release.from_metadata_json(json.dumps({**METADATA, "applyMethod": "ssa"}), "spire").client_side
     assert Release.from_release_json(json.dumps({**UPGRADE, "apply_method": "csa"}), "spire").client_side
     assert not Release.from_release_json(json.dumps({**UPGRADE, "apply_method": "ssa"}), "spire").client_side
+
+
+def test_set_pairs_are_typed_as_helm_types_them_and_compared_with_the_releases_values():
+    from meshid.helm import covers, set_values
+
+    wanted = set_values(["kuma.controlPlane.envVars.KUMA_RUNTIME_KUBERNETES_INJECTOR_SPIRE_ENABLED=true",
+                         "global.spire.trustDomain=prod.example.org", "global.spire.tools.kubectl.tag=v1.31.11",
+                         "kuma.controlPlane.replicas=2"])
+    assert wanted["kuma"]["controlPlane"] == {"envVars": {"KUMA_RUNTIME_KUBERNETES_INJECTOR_SPIRE_ENABLED": True},
+                                              "replicas": 2}
+    current = {"global": {"spire": {"trustDomain": "prod.example.org", "tools": {"kubectl": {"tag": "v1.31.11"}}},
+                          "extra": 1},
+               "kuma": {"controlPlane": {"envVars": {"KUMA_RUNTIME_KUBERNETES_INJECTOR_SPIRE_ENABLED": True},
+                                         "replicas": 2, "resources": {}}}}
+    assert covers(current, wanted), "the operator's other values do not matter"
+    current["global"]["spire"]["trustDomain"] = "other.org"
+    assert not covers(current, wanted) and not covers({}, wanted) and covers({}, {})
