@@ -16,7 +16,7 @@ from meshid import tools
 from meshid.helm import Helm, Release, covers, set_values
 from meshid.kube import Cluster
 from meshid.ledger import AppliedObject, AppliedRelease, Ledger
-from meshid.manifests import stamp
+from meshid.manifests import RUN_ID_ANNOTATION, stamp
 from meshid.models import ChartSource, GuideParams
 from meshid.providers import ClusterHandle, Provider, provider_for
 from meshid.settings import MeshidSettings
@@ -91,8 +91,8 @@ class RunContext:
 
     def apply(self, obj: dict[str, Any], out: StageOutput) -> dict[str, Any]:
         """Server-side apply `obj` stamped with the run id; the ledger learns of it before the cluster does."""
-        applied, existed = self._apply(obj)
-        _touch_applied(out, obj, existed)
+        applied, change = self._apply(obj)
+        _touch_applied(out, obj, change)
         return applied
 
     def apply_all(self, objs: list[dict[str, Any]], out: StageOutput) -> list[dict[str, Any]]:
@@ -105,17 +105,24 @@ class RunContext:
             futures = {i: pool.submit(self._apply, o) for i, o in enumerate(objs) if i not in results}
         results.update({i: future.result() for i, future in futures.items()})
         for i, obj in enumerate(objs):
-            _touch_applied(out, obj, existed=results[i][1])
+            _touch_applied(out, obj, results[i][1])
         return [results[i][0] for i in range(len(objs))]
 
-    def _apply(self, obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-        """Apply one object, recorded first; returns it as applied and whether it existed before."""
-        obj = stamp(obj, self.run_id)
+    def _apply(self, obj: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        """Apply one object, recorded first; returns it as applied and what happened to it: created, configured
+        (changed) or unchanged. An object an earlier run created keeps that run's id, so applying it as it is
+        changes nothing (a re-run that finds everything in place is a no-op)."""
         meta = obj["metadata"]
         ns = meta.get("namespace")
-        existed = self.cluster.get(obj["apiVersion"], obj["kind"], meta["name"], ns) is not None
-        self.ledger.record(AppliedObject(obj["apiVersion"], obj["kind"], meta["name"], ns, not existed))
-        return self.cluster.apply(obj), existed
+        live = self.cluster.get(obj["apiVersion"], obj["kind"], meta["name"], ns)
+        earlier = ((live or {}).get("metadata", {}).get("annotations") or {}).get(RUN_ID_ANNOTATION)
+        obj = stamp(obj, earlier or self.run_id)
+        self.ledger.record(AppliedObject(obj["apiVersion"], obj["kind"], meta["name"], ns, live is None))
+        applied = self.cluster.apply(obj)
+        if live is None:
+            return applied, "created"
+        same = applied["metadata"].get("resourceVersion") == live["metadata"].get("resourceVersion")
+        return applied, "unchanged" if same else "configured"
 
     def install(self, source: ChartSource, release: str, namespace: str, values: list[str], out: StageOutput,
                 wait: bool = False, crd_group: str | None = None, claims: tuple[str, ...] = ()) -> Release:
@@ -169,6 +176,5 @@ class RunContext:
         return self.cluster.get("v1", "PersistentVolumeClaim", name, namespace) is None
 
 
-def _touch_applied(out: StageOutput, obj: dict[str, Any], existed: bool) -> None:
-    out.touch(obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"],
-              "configured" if existed else "created")
+def _touch_applied(out: StageOutput, obj: dict[str, Any], change: str) -> None:
+    out.touch(obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"], change)

@@ -67,12 +67,15 @@ def test_apply_all_makes_the_namespace_first_and_records_and_touches_in_the_give
     objs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
             *[_config_map(ns, f"cm-{i}") for i in range(6)]]
     try:
-        ctx.apply_all(objs[:2], out)  # cm-0 exists before the second apply_all
+        ctx.apply_all([objs[0], _config_map(ns, "cm-0", {"k": "before"})], out)  # cm-0 exists, with other data
         out = StageOutput()
         applied = ctx.apply_all(objs, out)
         assert [o["metadata"]["name"] for o in applied] == [ns] + [f"cm-{i}" for i in range(6)]
         assert [(t.name, t.action) for t in out.touched] == \
-            [(ns, "configured"), ("cm-0", "configured")] + [(f"cm-{i}", "created") for i in range(1, 6)]
+            [(ns, "unchanged"), ("cm-0", "configured")] + [(f"cm-{i}", "created") for i in range(1, 6)]
+        out = StageOutput()
+        ctx.apply_all(objs, out)  # everything as wanted already: the apply is a no-op
+        assert {t.action for t in out.touched} == {"unchanged"}
         for i in range(6):
             cm = ctx.cluster.get("v1", "ConfigMap", f"cm-{i}", ns)
             assert cm["data"] == {"k": f"cm-{i}"} and ctx.run_id in str(cm["metadata"].get("annotations"))
