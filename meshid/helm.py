@@ -46,12 +46,14 @@ class Release:
 
 @dataclass
 class Helm:
-    """helm bound to one kubeconfig/context, with its own cache and config folders under `home`."""
+    """helm bound to one kubeconfig/context, with its own cache and config folders under `home`, and `env` added to
+    its environment."""
 
     kubeconfig: Path
     context: str | None = None
     binary: str = "helm"
     home: Path = field(default_factory=lambda: Path.home() / ".cache" / "meshid" / "helm")
+    env: dict[str, str] = field(default_factory=dict)
 
     def run(self, args: list[str], what: str, timeout_s: float) -> str:
         """Run `helm ARGS` against this cluster; return stdout or raise ExternalCallError / ExternalTimeout."""
@@ -59,7 +61,7 @@ class Helm:
         if self.context:
             argv += ["--kube-context", self.context]
         env = {"HELM_CACHE_HOME": str(self.home / "cache"), "HELM_CONFIG_HOME": str(self.home / "config"),
-               "HELM_DATA_HOME": str(self.home / "data")}
+               "HELM_DATA_HOME": str(self.home / "data"), **self.env}
         return run_cli(argv, what, timeout_s, env)
 
     def version(self, timeout_s: float = 30) -> str:
