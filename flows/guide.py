@@ -41,6 +41,7 @@ TASKS = {task.name: task for task in (
     connectivity_after_permission.connectivity_after_permission, cleanup.cleanup)}
 assert set(TASKS) == set(STAGES), "every stage has exactly one task"
 STOP_POLL_S = 0.1  # how often the stage loop looks for a stop request while stages run
+NOT_STARTED = "not started: the run was"  # a stage a stop request kept from starting
 DIAGNOSTIC_KINDS = [("kuma.io/v1alpha1", "Mesh"), ("kuma.io/v1alpha1", "MeshIdentity"),
                     ("kuma.io/v1alpha1", "MeshTrafficPermission"), ("kuma.io/v1alpha1", "MeshService"),
                     ("spire.spiffe.io/v1alpha1", "ClusterSPIFFEID")]
@@ -82,7 +83,7 @@ def run_stages(ctx: RunContext, on_done) -> dict[str, StageResult]:
     while pending or running:
         if interrupt.requested():
             for name in pending:
-                results[name] = _skipped(name, f"not started: the run was {interrupt.Interrupted(interrupt.received())}")
+                results[name] = _skipped(name, f"{NOT_STARTED} {interrupt.Interrupted(interrupt.received())}")
             pending.clear()
         for name, deps in list(pending.items()):
             bad = [d for d in deps if d in results and results[d].outcome is not Outcome.PASSED]
@@ -147,8 +148,8 @@ def run_guide(ctx: RunContext) -> RunReport:
                              trust_domain=ctx.params.trust_domain, stages=stages,
                              versions={"meshid": __version__, **ctx.versions}, started_at=started,
                              diagnostics_dir=diag_dir, signal=interrupt.signal_name(signum) if signum else None,
-                             interrupted_stage=interrupted_stage(stages) if signum else None)
-    ctx.ledger.update_run(outcome=report.outcome.value, stage=report.interrupted_stage or report.failed_stage,
+                             interrupted_stages=interrupted_stages(stages) if signum else ())
+    ctx.ledger.update_run(outcome=report.outcome.value, stage=report.stopped_at or report.failed_stage,
                           signal=report.signal)
     reports.write_json(report, ctx.run_dir / "report.json")
     reports.write_junit([report], ctx.run_dir / "junit.xml")
@@ -158,13 +159,12 @@ def run_guide(ctx: RunContext) -> RunReport:
     return report
 
 
-def interrupted_stage(stages: list[StageResult]) -> str:
-    """The stage that ran when the signal came: the first (in the guide's order) that started before it and ended
-    after it; else the first not started because of it."""
-    at = interrupt.received_at()
-    ran = [s.name for s in stages if at is not None and s.started_at <= at <= s.ended_at]
-    never = [s.name for s in stages if s.outcome is Outcome.SKIPPED and s.error and "interrupted" in s.error]
-    return (ran or never or [FINALLY])[0]
+def interrupted_stages(stages: list[StageResult]) -> list[str]:
+    """The stages the signal stopped (several run side by side); when none was running, the first it kept from
+    starting (or cleanup, when the signal came after every stage)."""
+    stopped = [s.name for s in stages if s.outcome is Outcome.INTERRUPTED]
+    never = [s.name for s in stages if s.outcome is Outcome.SKIPPED and s.error and NOT_STARTED in s.error]
+    return stopped or never[:1] or [FINALLY]
 
 
 def start_run(params: GuideParams) -> RunContext:
@@ -179,7 +179,7 @@ def end_state(report: RunReport, ctx: RunContext, where: str, data) -> State:  #
         return Completed(message=f"passed on {where}", data=data)
     if report.outcome is Outcome.INTERRUPTED:
         run = ctx.ledger.run
-        return Cancelled(message=f"interrupted by {report.signal} at {report.interrupted_stage} on {where}; cleanup: "
+        return Cancelled(message=f"interrupted by {report.signal} at {report.stopped_at} on {where}; cleanup: "
                                  f"{run.summary if run else 'not recorded'}", data=data)
     return Failed(message=f"failed at {report.failed_stage} on {where}; report in {ctx.run_dir}", data=data)
 

@@ -209,7 +209,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{stage['name']:<32} {stage['outcome']:<11} {stage['duration_s']:>8.1f} {stage['attempts']:>5}  "
               f"{codes}")
     if report["outcome"] == "interrupted":
-        print(f"run {report['run_id']} interrupted by {report['signal']} at {report['interrupted_stage']}; "
+        stopped = ", ".join(report["interrupted_stages"])
+        print(f"run {report['run_id']} interrupted by {report['signal']} at {stopped}; "
               f"{_cleanup_line(runs_dir, report['run_id'])}")
         return _interrupted_exit("")
     print(f"run {report['outcome']}" + (f" at {report['failed_stage']}" if report["failed_stage"] else ""))

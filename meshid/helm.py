@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from meshid.errors import ExternalCallError
 from meshid.subprocesses import run_cli
 
@@ -92,6 +94,15 @@ class Helm:
             # not the output itself: it holds the release's values
             raise ExternalCallError(f"helm upgrade --install {release}",
                                     f"helm printed no readable release JSON ({type(exc).__name__})") from None
+
+    def chart_crds(self, chart: str, *, repo: str | None, version: str | None, timeout_s: float = 60) -> list[str]:
+        """The names of the CRDs in the chart's crds/ folder: helm creates them on install and never deletes them
+        (helm docs, "Custom Resource Definitions": no support for upgrading or deleting CRDs)."""
+        args = ["show", "crds", chart]
+        args += (["--repo", repo] if repo else []) + (["--version", version] if version else [])
+        out = self.run(args, f"helm show crds {chart}", timeout_s)
+        return [doc["metadata"]["name"] for doc in yaml.safe_load_all(out)
+                if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition"]
 
     def status(self, release: str, namespace: str, timeout_s: float = 60) -> Release | None:
         """The release, or None when it is not installed."""

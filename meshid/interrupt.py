@@ -13,7 +13,6 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 
 from meshid.errors import MeshidError
 
@@ -46,17 +45,16 @@ def exit_code(signum: int) -> int:
 
 
 class _Request:
-    """The process's stop request: the first signal, when it came, and whether a second one came."""
+    """The process's stop request: the first signal, and whether a second one came."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
-        self.at: datetime | None = None
         self.stopped = threading.Event()  # first signal (also set by the second)
         self.abandoned = threading.Event()  # second signal
 
     def receive(self, signum: int) -> None:
         if self.signum is None:
-            self.signum, self.at = signum, datetime.now(UTC)
+            self.signum = signum
             self.stopped.set()
         elif not self.abandoned.is_set():
             self.abandoned.set()
@@ -132,11 +130,6 @@ def wait(seconds: float) -> None:
 def received() -> int | None:
     """The first signal received, if any."""
     return _request.signum
-
-
-def received_at() -> datetime | None:
-    """When the first signal came."""
-    return _request.at
 
 
 def abandoned() -> bool:

@@ -64,11 +64,20 @@ def clean_up(ctx: RunContext, out: StageOutput) -> list[str]:
         return []
     if not ctx.ledger.entries:
         return []
+    try:
+        ctx.cluster.version()  # one clear problem, not one per change, when the cluster does not answer
+    except ExternalCallError as exc:
+        return [f"the cluster does not answer, so nothing was undone: {exc}"]
     return undo(ctx.cluster, ctx.helm, ctx.ledger, timeout_s, out)
 
 
-def summary(touched: list[Touched]) -> str:
-    """What a cleanup did, in one line."""
+def summary(touched: list[Touched], problems: list[str] = ()) -> str:
+    """What a cleanup did, and what it could not undo, in one line."""
+    left = f"; {len(problems)} problem(s) left, the first: {problems[0]}" if problems else ""
+    return _done(touched) + left
+
+
+def _done(touched: list[Touched]) -> str:
     if not touched:
         return "nothing to clean up"
     cluster = next((t for t in touched if t.kind == "Cluster" and t.action == "deleted"), None)
@@ -127,7 +136,7 @@ class Recovery:
         head = f"run {run.run_id} ({run.target}, {run.provider} {run.cluster}): "
         if self.note:
             return [head + self.note]
-        done = "; ".join(self.actions) or "nothing to undo"
+        done = "; ".join(self.actions) or ("nothing undone" if self.problems else "nothing to undo")
         lines = [head + done]
         lines += [f"  could not undo: {p}" for p in self.problems]
         if self.problems:
@@ -173,10 +182,8 @@ def recover(ledger: Ledger, settings: MeshidSettings, dry_run: bool = False, by:
                 problems = clean_up(ctx, out)
             except MeshidError as exc:  # e.g. the kubeconfig is gone: named, the run stays unrecovered
                 problems = [str(exc)]
-        line = summary(out.touched)
-        finish(ledger, Cleanup.INCOMPLETE if problems else Cleanup.DONE, by,
-               line + (f"; left: {'; '.join(problems)}" if problems else ""))
-        return Recovery(run, actions=[line] if out.touched else [], problems=problems)
+        finish(ledger, Cleanup.INCOMPLETE if problems else Cleanup.DONE, by, summary(out.touched, problems))
+        return Recovery(run, actions=[_done(out.touched)] if out.touched else [], problems=problems)
 
 
 def plan(ledger: Ledger) -> list[str]:

@@ -191,7 +191,7 @@ def summary_rows(report: RunReport) -> list[dict[str, Any]]:
 def run_summary_markdown(report: RunReport) -> str:
     """The run at a glance: outcome and failed stage first, then every stage, the versions and diagnostics."""
     if report.signal:
-        verdict = f"INTERRUPTED by {report.signal} at stage `{report.interrupted_stage}`"
+        verdict = f"INTERRUPTED by {report.signal} at `{report.stopped_at}`"
     elif report.failed_stage:
         verdict = f"FAILED at stage `{report.failed_stage}`"
     else:

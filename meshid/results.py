@@ -158,7 +158,7 @@ class TargetRef(_Record):
 
 class RunReport(_Record):
     """One run of the guide against one target and trust domain; make it with `RunReport.build`. An interrupted run
-    names the signal and the stage that ran when it came."""
+    names the signal and the stages it stopped (those running then; if none was, the first it kept from starting)."""
 
     run_id: str
     target: TargetRef
@@ -171,7 +171,7 @@ class RunReport(_Record):
     duration_s: float = Field(ge=0)
     diagnostics_dir: str | None = None
     signal: str | None = None
-    interrupted_stage: str | None = None
+    interrupted_stages: list[str] = []
 
     @classmethod
     def build(
@@ -186,9 +186,9 @@ class RunReport(_Record):
         ended_at: datetime | None = None,
         diagnostics_dir: str | None = None,
         signal: str | None = None,
-        interrupted_stage: str | None = None,
+        interrupted_stages: Sequence[str] = (),
     ) -> RunReport:
-        """The report: interrupted when `signal` stopped it (in `interrupted_stage`), else failed at its first failed
+        """The report: interrupted when `signal` stopped it (in `interrupted_stages`), else failed at its first failed
         stage if any; `ended_at` defaults to now."""
         failed_stage = next((s.name for s in stages if s.outcome is Outcome.FAILED), None)
         return cls(
@@ -203,13 +203,18 @@ class RunReport(_Record):
             duration_s=((ended_at or datetime.now(UTC)) - started_at).total_seconds(),
             diagnostics_dir=diagnostics_dir,
             signal=signal,
-            interrupted_stage=interrupted_stage,
+            interrupted_stages=list(interrupted_stages),
         )
+
+    @property
+    def stopped_at(self) -> str:
+        """The stages an interrupted run stopped, for a message ("" when it was not interrupted)."""
+        return ", ".join(self.interrupted_stages)
 
     def to_json_dict(self) -> dict[str, Any]:
         """The CI report shape; a stage without an HTTP exchange has `"http": null`; an interrupted run adds
-        `signal` and `interrupted_stage`. Not redacted: see reports."""
-        interrupted = {"signal": self.signal, "interrupted_stage": self.interrupted_stage} if self.signal else {}
+        `signal` and `interrupted_stages`. Not redacted: see reports."""
+        interrupted = {"signal": self.signal, "interrupted_stages": self.interrupted_stages} if self.signal else {}
         return {
             "run_id": self.run_id,
             "target": self.target.model_dump(mode="json"),

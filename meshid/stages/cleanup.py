@@ -33,7 +33,7 @@ def run(ctx: RunContext, out: StageOutput) -> None:
                 recovery.finish(ctx.ledger, Cleanup.INCOMPLETE, "run", "cleanup skipped by a second signal: finish "
                                 f"it with `{recovery.recover_command(ctx.run_id, ctx.settings.runs_dir)}`")
                 raise
-        line = recovery.summary(out.touched)
-        out.check("MID070", not problems, "; ".join(problems) or f"removed everything the run created ({line})")
+        out.check("MID070", not problems, "; ".join(problems) or
+                  f"removed everything the run created ({recovery.summary(out.touched)})")
         recovery.finish(ctx.ledger, Cleanup.INCOMPLETE if problems else Cleanup.DONE, "run",
-                        line + (f"; left: {'; '.join(problems)}" if problems else ""))
+                        recovery.summary(out.touched, problems))

@@ -26,6 +26,7 @@ from meshid.stages.output import StageOutput
 
 
 APPLY_WORKERS = 4  # concurrent apply requests of one apply_all
+CRD_API = "apiextensions.k8s.io/v1"
 RUN_ENV = "MESHID_RUN_ID"  # on the run's helm subprocesses: recovery ends those a dead run left running
 
 
@@ -153,6 +154,8 @@ class RunContext:
         new_release = (self.ledger.recorded(created_namespace) == created_namespace
                        and self.ledger.recorded(AppliedRelease(release, namespace, None)) is None)
         before = None if new_release else self.helm.status(release, namespace)
+        if before is None:
+            self._record_chart_crds(source)
         self.ledger.record(AppliedRelease(release, namespace, before.revision if before else None))
         installed = self.helm.upgrade_install(
             release, source.chart, namespace, repo=self.chart_repo(source), version=source.version, values=values,
@@ -163,6 +166,20 @@ class RunContext:
         with self._lock:
             self.versions[f"chart/{source.chart}"] = source.version
         return installed
+
+
+    def _record_chart_crds(self, source: ChartSource) -> None:
+        """An install creates the chart's crds/ CRDs that are missing, and helm's uninstall leaves them: the ledger
+        learns of each one this install creates, so cleanup deletes it."""
+        names = self.helm.chart_crds(source.chart, repo=self.chart_repo(source), version=source.version,
+                                     timeout_s=self.params.timeouts.apply_s)
+        if not names:
+            return
+        present, _ = self.cluster.list(CRD_API, "CustomResourceDefinition")
+        missing = set(names) - {crd["metadata"]["name"] for crd in present}
+        for name in names:
+            if name in missing:
+                self.ledger.record(AppliedObject(CRD_API, "CustomResourceDefinition", name, None, True))
 
 
 def _touch_applied(out: StageOutput, obj: dict[str, Any], existed: bool) -> None:

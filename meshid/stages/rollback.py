@@ -17,4 +17,4 @@ def run(ctx: RunContext, out: StageOutput) -> None:
     out.check("MID081", not problems, "; ".join(problems) or f"undid the {len(out.touched)} changes run "
                                                             f"{ctx.run_id} applied")
     recovery.finish(ctx.ledger, Cleanup.INCOMPLETE if problems else Cleanup.DONE, "rollback",
-                    recovery.summary(out.touched) + (f"; left: {'; '.join(problems)}" if problems else ""))
+                    recovery.summary(out.touched, problems))
