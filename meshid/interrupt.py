@@ -76,8 +76,9 @@ def _handle(signum: int, _frame: object) -> None:
 def signals_handled() -> Iterator[None]:
     """Handle SIGINT and SIGTERM in this block (main thread only; elsewhere the block changes nothing).
 
-    The outermost block starts a fresh request; nested blocks (a flow inside the CLI's block) keep it, and reinstall
-    the handlers, since Prefect's flow engine installs its own SIGTERM handler around a flow run.
+    The outermost block starts a fresh request, and when it ends the request stops nothing more; nested blocks (a flow
+    inside the CLI's block) keep it, and reinstall the handlers, since Prefect's flow engine installs its own SIGTERM
+    handler around a flow run.
     """
     global _request, _depth
     if threading.current_thread() is not threading.main_thread():
@@ -93,6 +94,9 @@ def signals_handled() -> Iterator[None]:
         _depth -= 1
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if _depth == 0:  # no run goes on to stop; `received()` still tells which signal came
+            _request.stopped.clear()
+            _request.abandoned.clear()
 
 
 @contextmanager

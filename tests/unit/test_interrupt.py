@@ -40,6 +40,7 @@ def test_first_signal_stops_stages_but_not_shielded_cleanup_and_the_second_stops
             with pytest.raises(interrupt.Interrupted):
                 interrupt.check()
     assert interrupt.received() == signal.SIGINT, "the first signal is what the run reports"
+    assert not interrupt.requested(), "outside the block nothing is stopped"
 
 
 def test_a_wait_ends_early_on_a_stop_that_applies_and_not_on_one_that_does_not():
