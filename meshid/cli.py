@@ -149,15 +149,19 @@ def run_params(args: argparse.Namespace) -> dict:
 
 @contextmanager
 def _until_interrupted() -> Iterator[None]:
-    """Handle SIGINT and SIGTERM in the block (`meshid.interrupt`), and end it quietly on a termination Prefect's
-    flow engine raised before the flow's own handlers were in place."""
-    from prefect.exceptions import TerminationSignal
-
+    """A flow-starting command: Prefect's defaults set before Prefect is imported (it reads them then), SIGINT and
+    SIGTERM handled in the block (`meshid.interrupt`), which ends quietly on a termination Prefect's flow engine
+    raised before the flow's own handlers were in place."""
+    prefect_defaults()
     with interrupt.signals_handled():
         try:
             yield
-        except TerminationSignal:  # the engine sent the signal to this process again: it is recorded
-            pass
+        except BaseException as exc:  # Prefect is imported by now; imported earlier it would miss collector_paused
+            from prefect.exceptions import TerminationSignal
+
+            if not isinstance(exc, TerminationSignal):
+                raise
+            # the engine sent the signal to this process again, and the handler recorded it
 
 
 def _cleanup_line(runs_dir: Path, run_id: str) -> str:
@@ -190,7 +194,6 @@ def _run(args: argparse.Namespace) -> int:
             if params.target.kubeconfig:
                 load_kubeconfig(params.target.kubeconfig, params.target.context)
             runs_dir = load_settings().runs_dir
-            prefect_defaults()
             from flows.foreground import foreground
             from flows.guide import guide
 
@@ -330,7 +333,6 @@ def _fleet(args: argparse.Namespace) -> int:
                                  "and this run would use a temporary server nobody can reach",
                                  "start `prefect server start`, set PREFECT_API_URL, and run again "
                                  "(or set approval: false)")
-            prefect_defaults()
             from flows.fleet import fleet
             from flows.foreground import foreground
 

@@ -104,6 +104,17 @@ class Helm:
         return [doc["metadata"]["name"] for doc in yaml.safe_load_all(out)
                 if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition"]
 
+    def hooks(self, release: str, namespace: str, timeout_s: float = 60) -> list[dict]:
+        """The release's hook objects (`helm get hooks`; none when it is not installed): helm keeps them out of the
+        release's manifest, so an uninstall never deletes one that outlived its hook (an interrupted install)."""
+        try:
+            out = self.run(["get", "hooks", release, "--namespace", namespace], f"helm get hooks {release}", timeout_s)
+        except ExternalCallError as exc:
+            if RELEASE_NOT_FOUND in exc.detail:
+                return []
+            raise
+        return [doc for doc in yaml.safe_load_all(out) if isinstance(doc, dict) and doc.get("kind")]
+
     def status(self, release: str, namespace: str, timeout_s: float = 60) -> Release | None:
         """The release, or None when it is not installed."""
         try:
