@@ -215,7 +215,8 @@ def _stopped(stop: Stop, what: str) -> None:
         raise Stopped(f"stopped on request while waiting for {what}")
 
 
-def _wait_api_ready(api, deadline: float, timeout_s: float, stop: Stop) -> None:  # noqa: ANN001 - ApiClient
+def _wait_api_ready(api, deadline: float, timeout_s: float,  # noqa: ANN001 - ApiClient
+                    stop: Stop = _never) -> None:
     """kwokctl's own wait runs `kubectl get --raw /healthz` every 0.5 s (a kubectl start each, 0.3-0.5 s while the
     control plane starts): polled here directly, the ready API server is noticed within READYZ_POLL_S."""
     from kubernetes.client.exceptions import ApiException
