@@ -37,6 +37,7 @@ from tests.conftest import require_private_netns
 MESHID = [sys.executable, "-m", "meshid.cli"]
 STOP_DEADLINE_S = 60  # from the signal to the process's exit, cleanup included
 SLOW_TICK_S = 30
+SERVER_APP = b"prefect.server.api.server:create_app"  # what the temporary server's uvicorn serves
 NEVER_LETS_IN = ["--mtp-match", "Exact", "--mtp-value", "spiffe://default.default.mesh.local/ns/elsewhere/sa/default"]
 
 
@@ -84,7 +85,7 @@ class Run:
         for entry in Path("/proc").iterdir():
             try:
                 ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                if ppid == self.proc.pid and b"prefect.server.api.server:create_app" in (entry / "cmdline").read_bytes():
+                if ppid == self.proc.pid and SERVER_APP in (entry / "cmdline").read_bytes():
                     return int(entry.name)
             except (OSError, ValueError, IndexError):
                 continue
