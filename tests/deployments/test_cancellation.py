@@ -98,6 +98,7 @@ def test_a_cancelled_guide_run_cleans_up_within_the_workers_grace_period(deploye
             if worker.poll() is None:
                 worker.kill()
         assert final.state.is_cancelled(), f"{final.state}\n{log.read_text()[-4000:]}"
+        print(f"cancel to Cancelled: {took:.1f} s")
         assert took < WORKER_GRACE_S, f"cancelled after {took:.1f} s: past the worker's grace period, so killed"
         time.sleep(3)  # logs are shipped in batches
         text = _logs(client, [run.id])
