@@ -355,7 +355,8 @@ def _run_fleet(spec: FleetSpec, json_report: str | None, junit_report: str | Non
         rank = {job.key: i for i, job in enumerate(order)}
         report = report.model_copy(update={"results": sorted(report.results, key=lambda r: rank[r.key])})
         _publish(report, runs_dir, json_report, junit_report)
-        if deployment.id and spec.mode is FleetMode.VALIDATE:  # deployed validations (the nightly) feed the trend
+        # deployed validations (the nightly) feed the trend; an interrupted night says nothing about the mesh
+        if deployment.id and spec.mode is FleetMode.VALIDATE and report.outcome is not Outcome.INTERRUPTED:
             from flows.trends import publish_trend
 
             publish_trend(report.to_json_dict())

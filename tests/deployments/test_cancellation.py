@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import (FlowRunFilter, FlowRunFilterId, FlowRunFilterName, LogFilter,
+from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey,
+                                            FlowRunFilter, FlowRunFilterId, FlowRunFilterName, LogFilter,
                                             LogFilterFlowRunId)
 from prefect.states import Cancelling
 
@@ -152,6 +153,9 @@ def test_a_cancelled_fleet_cancels_its_running_child_which_cleans_up_after_recov
         assert third is None, "no target starts once the fleet is cancelled"
         time.sleep(3)
         text = _logs(client, [fleet.id, second.id])
+        assert not client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=["fleet-report"]), flow_run_id=ArtifactFilterFlowRunId(any_=[fleet.id]))), \
+            "an interrupted night does not count in the nightly trend"
     assert f"recovered before the run: run {stale} ({names[0]}, sandbox {names[0]}): deleted cluster" in text, text
     assert f"removed everything the run created (deleted cluster {names[1]}" in text, text[-3000:]
     for name in names:
