@@ -60,6 +60,7 @@ class Run:
         self.proc = subprocess.Popen([*MESHID, "run", "--json-report", str(self.report), "--junit", str(self.junit),
                                       *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         self.lines: list[str] = []
+        self.signalled_at = 0.0
         self._seen = threading.Condition()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -91,6 +92,10 @@ class Run:
                 continue
         pytest.fail(f"meshid run (pid {self.proc.pid}) has no temporary Prefect server")
 
+    def send(self, signum: int) -> None:
+        self.signalled_at = time.monotonic()
+        self.proc.send_signal(signum)
+
     def finish(self, timeout_s: float = STOP_DEADLINE_S) -> tuple[int, str, str]:
         """Exit code, stdout and stderr; fails when the process needs more than `timeout_s`."""
         try:
@@ -98,6 +103,7 @@ class Run:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             pytest.fail(f"meshid run still running {timeout_s} s after the signal:\n{''.join(self.lines[-30:])}")
+        print(f"signal to exit: {time.monotonic() - self.signalled_at:.1f} s")
         time.sleep(0.1)  # the reader thread takes the last lines
         return self.proc.returncode, out, "".join(self.lines)
 
@@ -156,7 +162,7 @@ def test_a_signal_stops_a_sandbox_run_which_deletes_its_sandbox_and_exits_130_or
         _slow_identity(name)
     run.stage_started(stage)
     server = run.server_pid()
-    run.proc.send_signal(signum)
+    run.send(signum)
     rc, out, err = run.finish()
     _interrupted(run, rc, out, err, signum, stage)
     assert f"cleanup: deleted cluster {name} (provider sandbox)" in out
@@ -218,7 +224,7 @@ def test_a_signal_stops_a_run_on_an_existing_cluster_which_keeps_nothing_the_run
             run.stage_started("install-kong-mesh")
             _slow_identity(info.name)
         run.stage_started(stage)
-        run.proc.send_signal(signum)
+        run.send(signum)
         rc, out, err = run.finish()
     finally:
         lifecycle.set_faults(info.name, tick_s=0.5)
@@ -230,9 +236,9 @@ def test_a_second_signal_skips_the_cleanup_and_the_printed_command_finishes_it(t
     info, cluster, before = existing
     run = _context_run(tmp_path, prefect_home, info)
     run.stage_started("install-spire")
-    run.proc.send_signal(signal.SIGTERM)
+    run.send(signal.SIGTERM)
     run.stage_started("cleanup")
-    run.proc.send_signal(signal.SIGINT)
+    run.send(signal.SIGINT)
     rc, out, err = run.finish()
     report = json.loads(run.report.read_text())
     command = f"meshid recover --run {report['run_id']} --runs-dir {run.runs_dir}"
@@ -280,7 +286,7 @@ def test_cleanup_never_keeps_an_interrupted_run_says_so_and_recover_run_undoes_i
     name = f"int-{uuid.uuid4().hex[:6]}"
     run = Run(tmp_path, prefect_home, "--target-name", name, "--cleanup", "never")
     run.stage_started("install-kong-mesh")
-    run.proc.send_signal(signal.SIGINT)
+    run.send(signal.SIGINT)
     rc, out, err = run.finish()
     report = _interrupted(run, rc, out, err, signal.SIGINT, "install-kong-mesh")
     command = f"meshid recover --run {report['run_id']} --runs-dir {run.runs_dir}"
