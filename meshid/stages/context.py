@@ -79,8 +79,8 @@ class RunContext:
         if target.provider is ProviderName.CONTEXT:
             try:
                 kubeconfig = self.provider.kubeconfig.resolve()
-            except InputError:  # preflight names it, as a failed check
-                kubeconfig = None
+            except InputError:
+                pass  # preflight names it, as a failed check
         return RunRecord(run_id=self.run_id, target=target.name, provider=target.provider.value,
                          cluster=target.resolved_cluster, kubeconfig=str(kubeconfig) if kubeconfig else None,
                          context=target.context, server=api_server(kubeconfig, target.context) if kubeconfig else None,
@@ -166,7 +166,6 @@ class RunContext:
         with self._lock:
             self.versions[f"chart/{source.chart}"] = source.version
         return installed
-
 
     def _record_chart_crds(self, source: ChartSource) -> None:
         """An install creates the chart's crds/ CRDs that are missing, and helm's uninstall leaves them: the ledger
