@@ -160,3 +160,26 @@ def test_runs_lists_states_and_recover_exits_0_when_all_is_clean_2_on_an_unknown
     assert again.returncode == 0 and again.stdout.startswith("nothing to recover")
     unknown = _meshid("recover", "--runs-dir", str(tmp_path), "--run", "nope")
     assert unknown.returncode == 2 and unknown.stderr.startswith("meshid: --run: no run nope")
+
+
+UNREACHABLE = """apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: "s3cr3t-token-value"}}]
+contexts: [{name: only, context: {cluster: c, user: u}}]
+current-context: only
+"""
+
+
+def test_recover_exits_1_naming_what_it_could_not_undo_and_the_fix_and_keeps_the_run_unrecovered(tmp_path):
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(UNREACHABLE)
+    run = record("ctx-1", gone_writer(), provider="context", cluster="t", kubeconfig=str(kubeconfig), context="only")
+    write(tmp_path / "runs", run, AppliedObject("v1", "Namespace", "kong-mesh-demo", None, True))
+    done = _meshid("recover", "--runs-dir", str(tmp_path / "runs"))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "could not undo: the cluster does not answer, so nothing was undone" in done.stdout
+    assert "fix: make the cluster reachable" in done.stdout and "meshid recover --run ctx-1" in done.stdout
+    assert "s3cr3t-token-value" not in done.stdout + done.stderr
+    ledger = Ledger.load(tmp_path / "runs" / "ctx-1" / FILE)
+    assert ledger.run.state() is RunState.UNRECOVERED and len(ledger.entries) == 1
