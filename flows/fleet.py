@@ -3,6 +3,10 @@ concurrency, a circuit breaker, and one summary, JSON report and JUnit for the w
 
 Each target x trust domain is a `fleet-target` child flow run from a task that holds its cluster's lock (a strict
 global concurrency limit of 1); the plans, thresholds and reports come from `meshid.fleet`.
+
+SIGINT and SIGTERM (a worker cancelling the fleet's run) stop the fleet: no further target starts, and the running
+children stop and clean up as `flows.guide` does, each ending Cancelled. A deployed validation (the nightly) first
+recovers the unfinished runs of its own targets (`meshid.recovery`).
 """
 
 from __future__ import annotations
@@ -28,18 +32,21 @@ from prefect.flow_runs import pause_flow_run
 from prefect.futures import PrefectFuture
 from prefect.input import RunInput
 from prefect.runtime import deployment, flow_run
-from prefect.states import Completed, Failed, State
+from prefect.states import Cancelled, Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 from pydantic import Field
 
-from flows.guide import kubeconfig_from_block, resolve, run_guide
-from meshid import __version__, reports
+from flows.cleanup_hooks import finish_cleanup
+from flows.guide import STOP_POLL_S, end_state, resolve, run_guide, start_run
+from meshid import __version__, interrupt, recovery, reports
 from meshid.fleet import (FLEET_LIMIT, CircuitBreaker, FleetMode, FleetReport, FleetSpec, Job, RolloutState, Scheduler,
                           TargetResult, fleet_dir, jobs, plan_waves, wave_check)
 from meshid.models import GuideParams
 from meshid.results import Outcome, RunReport, TargetRef
 from meshid.settings import load_settings
+from meshid.runrecord import Cleanup
+from meshid.settings import MeshidSettings
 from meshid.stages.context import RunContext
 from meshid.stages.runner import describe
 from tasks import artifact_sink
@@ -63,16 +70,19 @@ def _target_report(ctx: RunContext, mode: FleetMode) -> RunReport:
                                  trust_domain=ctx.params.trust_domain, stages=[stage],
                                  versions={"meshid": __version__, **ctx.versions}, started_at=started)
         reports.write_json(report, ctx.run_dir / "report.json")
+        ctx.ledger.update_run(outcome=report.outcome.value, stage=report.failed_stage)
+        recovery.finish(ctx.ledger, Cleanup.DONE, "run", "nothing to clean up: a plan changes nothing")
         return report
     report = run_guide(ctx)
-    if mode is FleetMode.ROLLOUT and report.outcome is Outcome.FAILED and ctx.ledger.entries:
+    if mode is FleetMode.ROLLOUT and report.outcome is not Outcome.PASSED and ctx.ledger.entries:
         report = report.model_copy(update={"stages": [*report.stages,
                                                       resolve("rollback", rollback.submit(quote(ctx)), ctx)]})
     return report
 
 
 @flow(name="fleet-target", flow_run_name="{mode}-{params.target.name}-{params.trust_domain}",
-      task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=True)
+      task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=True,
+      on_cancellation=[finish_cleanup], on_crashed=[finish_cleanup])
 def fleet_target(params: GuideParams, mode: FleetMode, wave: int | None = None) -> State:
     """One target x trust domain of a fleet: the guide (rolled back where a rollout fails), or the plan.
 
@@ -81,14 +91,12 @@ def fleet_target(params: GuideParams, mode: FleetMode, wave: int | None = None) 
         mode: validate, rollout or plan.
         wave: the rollout wave (0 is the canary).
     """
-    ctx = RunContext.create(params, load_settings(), kubeconfig_text=kubeconfig_from_block(params))
-    with artifact_sink.publishing():
-        report = _target_report(ctx, mode)
+    with interrupt.signals_handled():
+        ctx = start_run(params)
+        with artifact_sink.publishing():
+            report = _target_report(ctx, mode)
     result = TargetResult.from_report(report, wave=wave, run_url=flow_run.ui_url)
-    where = f"{params.target.name} ({params.trust_domain})"
-    if result.outcome is Outcome.PASSED:
-        return Completed(message=f"{mode.value} passed on {where}", data=result)
-    return Failed(message=f"{mode.value} failed at {result.failed_stage} on {where}", data=result)
+    return end_state(report, ctx, f"{params.target.name} ({params.trust_domain}), {mode.value}", result)
 
 
 @contextmanager
@@ -112,7 +120,7 @@ def cluster_lock(name: str, timeout_s: float) -> Iterator[None]:
                         raise
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"cluster lock {name} still held by another run after {timeout_s:g} s")
-            time.sleep(LOCK_POLL_S)
+            interrupt.wait(LOCK_POLL_S)
         yield
 
 
@@ -147,6 +155,8 @@ def _job_result(future: PrefectFuture, job: Job) -> TargetResult:
     value = future.result(raise_on_failure=False)
     if isinstance(value, TargetResult):
         return value
+    if isinstance(value, interrupt.Interrupted):  # stopped while it waited for its cluster's lock
+        return TargetResult.not_run(job, Outcome.SKIPPED, f"not started: the fleet was {value}")
     why = describe(value) if isinstance(value, BaseException) else str(future.state.message)
     return TargetResult.not_run(job, Outcome.FAILED, why)
 
@@ -157,12 +167,15 @@ def run_jobs(runner: ThreadPoolTaskRunner, scheduler: Scheduler, spec: FleetSpec
     running: dict[concurrent.futures.Future, tuple[PrefectFuture, Job]] = {}
     results: list[TargetResult] = []
     while True:
+        if interrupt.requested() and not scheduler.stopped:
+            scheduler.stopped = f"not started: the fleet was {interrupt.Interrupted(interrupt.received())}"
         while (job := scheduler.start_next()) is not None:
             future = runner.submit(run_job, {"job": job, "mode": spec.mode, "lock_timeout_s": spec.lock_timeout_s})
             running[future.wrapped_future] = (future, job)
         if not running:
             break
-        done, _ = concurrent.futures.wait(list(running), return_when=concurrent.futures.FIRST_COMPLETED)
+        done, _ = concurrent.futures.wait(list(running), timeout=STOP_POLL_S,
+                                          return_when=concurrent.futures.FIRST_COMPLETED)
         for wrapped in done:
             future, job = running.pop(wrapped)
             result = _job_result(future, job)
@@ -227,9 +240,11 @@ def rollout(spec: FleetSpec, fleet_run_id: str, runs_dir: Path, runner: ThreadPo
         if todo and not state.halted and index > 0:
             if ran_before and spec.bake_time_s:
                 logger.info("baking %g s before wave %d", spec.bake_time_s, index)
-                time.sleep(spec.bake_time_s)
-            if spec.approval:
+                _bake(spec.bake_time_s)
+            if spec.approval and not interrupt.requested():
                 state.halted = _approve(index, [t.name for t in wave], spec.approval_timeout_s)
+        if interrupt.requested() and not state.halted:
+            state.halted = f"the fleet was {interrupt.Interrupted(interrupt.received())}"
         if state.halted:
             for job in todo:
                 record(TargetResult.not_run(job, Outcome.SKIPPED, f"rollout halted: {state.halted}"))
@@ -245,6 +260,14 @@ def rollout(spec: FleetSpec, fleet_run_id: str, runs_dir: Path, runner: ThreadPo
         state.save(runs_dir)
     return FleetReport(fleet_run_id=fleet_run_id, mode=spec.mode, results=state.results, checks=state.checks,
                        halted=state.halted)
+
+
+def _bake(seconds: float) -> None:
+    """Wait out a bake time, or until the fleet is stopped."""
+    try:
+        interrupt.wait(seconds)
+    except interrupt.Interrupted:
+        pass  # the rollout halts right after
 
 
 # The fleet flow
@@ -286,7 +309,17 @@ def _announcer(total: int, mode: str) -> OnResult:
     return announce
 
 
-@flow(name="fleet", flow_run_name="fleet-{spec.mode}", log_prints=True)
+def _recover_own_targets(spec: FleetSpec, settings: MeshidSettings, fleet_run_id: str) -> None:
+    """Before a deployed validation: clean up what earlier runs of its targets left (a crash, a SIGKILL)."""
+    logger = get_run_logger()
+    for done in recovery.recover_targets(settings.runs_dir, settings, {t.name for t in spec.targets},
+                                         by=f"fleet run {fleet_run_id}"):
+        for line in done.lines(settings.runs_dir):
+            (logger.warning if done.problems else logger.info)("recovered before the run: %s", line)
+
+
+@flow(name="fleet", flow_run_name="fleet-{spec.mode}", log_prints=True,
+      on_cancellation=[finish_cleanup], on_crashed=[finish_cleanup])
 def fleet(spec: FleetSpec, json_report: str | None = None, junit_report: str | None = None) -> State:
     """Run the guide over clusters x trust domains: validate, roll out in waves, or plan (a dry run).
 
@@ -295,7 +328,15 @@ def fleet(spec: FleetSpec, json_report: str | None = None, junit_report: str | N
         json_report: also write the fleet's JSON report here.
         junit_report: also write JUnit XML (one testsuite per target x trust domain) here.
     """
-    fleet_run_id, runs_dir = str(flow_run.id), load_settings().runs_dir
+    with interrupt.signals_handled():
+        return _run_fleet(spec, json_report, junit_report)
+
+
+def _run_fleet(spec: FleetSpec, json_report: str | None, junit_report: str | None) -> State:
+    settings = load_settings()
+    fleet_run_id, runs_dir = str(flow_run.id), settings.runs_dir
+    if deployment.id and spec.mode is FleetMode.VALIDATE:
+        _recover_own_targets(spec, settings, fleet_run_id)
     rolling = spec.mode is FleetMode.ROLLOUT
     order = jobs(spec, [t for wave in plan_waves(spec) for t in wave] if rolling else spec.targets)
     _ensure_locks({job.lock for job in order})
@@ -309,10 +350,13 @@ def fleet(spec: FleetSpec, json_report: str | None = None, junit_report: str | N
                 results = run_jobs(runner, scheduler, spec, announce)
                 report = FleetReport(fleet_run_id=fleet_run_id, mode=spec.mode, results=results,
                                      halted=scheduler.stopped)
+        signum = interrupt.received()
+        report = report.model_copy(update={"interrupted": interrupt.signal_name(signum) if signum else None})
         rank = {job.key: i for i, job in enumerate(order)}
         report = report.model_copy(update={"results": sorted(report.results, key=lambda r: rank[r.key])})
         _publish(report, runs_dir, json_report, junit_report)
-        if deployment.id and spec.mode is FleetMode.VALIDATE:  # deployed validations (the nightly) feed the trend
+        # deployed validations (the nightly) feed the trend; an interrupted night says nothing about the mesh
+        if deployment.id and spec.mode is FleetMode.VALIDATE and report.outcome is not Outcome.INTERRUPTED:
             from flows.trends import publish_trend
 
             publish_trend(report.to_json_dict())
@@ -320,5 +364,5 @@ def fleet(spec: FleetSpec, json_report: str | None = None, junit_report: str | N
     summary = ", ".join(f"{n} {o.value}" for o, n in counts.items() if n)
     message = f"fleet {spec.mode.value} {report.outcome.value}: {summary}" + (
         f"; halted: {report.halted}" if report.halted else "")
-    state = Completed if report.outcome is Outcome.PASSED else Failed
+    state = {Outcome.PASSED: Completed, Outcome.INTERRUPTED: Cancelled}.get(report.outcome, Failed)
     return state(message=message, data=report.to_json_dict())

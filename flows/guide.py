@@ -1,4 +1,10 @@
-"""The guide on one cluster: every stage a task, independent stages concurrent, cleanup always, reports at the end."""
+"""The guide on one cluster: every stage a task, independent stages concurrent, cleanup always, reports at the end.
+
+SIGINT and SIGTERM stop it (`meshid.interrupt`): no further stage starts, the running ones end within the stop bound,
+cleanup follows the policy (an interrupted run is cleaned up unless the policy is `never`), and the report says
+`interrupted` and names the stage that ran when the signal came. A cancelled or crashed flow run's hook finishes the
+cleanup from the ledger if the run could not (`flows.cleanup_hooks`).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,13 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture
-from prefect.states import Completed, Failed, State
+from prefect.runtime import flow_run
+from prefect.states import Cancelled, Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
-from meshid import __version__, diagnostics, reports
+from flows.cleanup_hooks import finish_cleanup
+from meshid import __version__, diagnostics, interrupt, reports
 from meshid.models import GuideParams
 from meshid.results import Outcome, RunReport, StageResult, TargetRef
 from meshid.settings import load_settings
@@ -32,6 +40,8 @@ TASKS = {task.name: task for task in (
     connectivity_before_permission.connectivity_before_permission, apply_permission.apply_permission,
     connectivity_after_permission.connectivity_after_permission, cleanup.cleanup)}
 assert set(TASKS) == set(STAGES), "every stage has exactly one task"
+STOP_POLL_S = 0.1  # how often the stage loop looks for a stop request while stages run
+NOT_STARTED = "not started: the run was"  # a stage a stop request kept from starting
 DIAGNOSTIC_KINDS = [("kuma.io/v1alpha1", "Mesh"), ("kuma.io/v1alpha1", "MeshIdentity"),
                     ("kuma.io/v1alpha1", "MeshTrafficPermission"), ("kuma.io/v1alpha1", "MeshService"),
                     ("spire.spiffe.io/v1alpha1", "ClusterSPIFFEID")]
@@ -65,11 +75,16 @@ def _skipped(name: str, why: str) -> StageResult:
 
 
 def run_stages(ctx: RunContext, on_done) -> dict[str, StageResult]:
-    """Run every stage of DEPENDS as soon as its dependencies passed; skip those whose dependencies did not."""
+    """Run every stage of DEPENDS as soon as its dependencies passed; skip those whose dependencies did not, and
+    every one not started once the run is stopped."""
     pending = dict(DEPENDS)
     running: dict[str, PrefectFuture] = {}
     results: dict[str, StageResult] = {}
     while pending or running:
+        if interrupt.requested():
+            for name in pending:
+                results[name] = _skipped(name, f"{NOT_STARTED} {interrupt.Interrupted(interrupt.received())}")
+            pending.clear()
         for name, deps in list(pending.items()):
             bad = [d for d in deps if d in results and results[d].outcome is not Outcome.PASSED]
             if bad:
@@ -80,7 +95,7 @@ def run_stages(ctx: RunContext, on_done) -> dict[str, StageResult]:
                 del pending[name]
         if not running:
             continue
-        concurrent.futures.wait([f.wrapped_future for f in running.values()],
+        concurrent.futures.wait([f.wrapped_future for f in running.values()], timeout=STOP_POLL_S,
                                 return_when=concurrent.futures.FIRST_COMPLETED)
         for name, fut in list(running.items()):
             if fut.wrapped_future.done():
@@ -114,8 +129,11 @@ def run_guide(ctx: RunContext) -> RunReport:
 
     results = run_stages(ctx, advance)
     ctx.run_failed = any(r.outcome is Outcome.FAILED for r in results.values())
+    ctx.interrupted = interrupt.received() is not None
+    ctx.ledger.update_run(outcome=(Outcome.INTERRUPTED if ctx.interrupted else Outcome.FAILED if ctx.run_failed
+                                   else Outcome.PASSED).value)
     diag_dir = None
-    if ctx.run_failed:
+    if ctx.run_failed and not ctx.interrupted:
         try:
             diag = _diagnose(ctx)
             diag_dir = str(ctx.run_dir / "diagnostics") if diag else None
@@ -123,11 +141,16 @@ def run_guide(ctx: RunContext) -> RunReport:
             get_run_logger().warning("collecting diagnostics failed: %s", describe(exc))
     results[FINALLY] = resolve(FINALLY, TASKS[FINALLY].submit(quote(ctx)), ctx)
     advance(results)
+    stages = [results[n] for n in STAGES]
+    signum = interrupt.received()
     report = RunReport.build(run_id=ctx.run_id, target=TargetRef(name=ctx.params.target.name,
                                                                    provider=ctx.params.target.provider.value),
-                             trust_domain=ctx.params.trust_domain, stages=[results[n] for n in STAGES],
+                             trust_domain=ctx.params.trust_domain, stages=stages,
                              versions={"meshid": __version__, **ctx.versions}, started_at=started,
-                             diagnostics_dir=diag_dir)
+                             diagnostics_dir=diag_dir, signal=interrupt.signal_name(signum) if signum else None,
+                             interrupted_stages=interrupted_stages(stages) if signum else ())
+    ctx.ledger.update_run(outcome=report.outcome.value, stage=report.stopped_at or report.failed_stage,
+                          signal=report.signal)
     reports.write_json(report, ctx.run_dir / "report.json")
     reports.write_junit([report], ctx.run_dir / "junit.xml")
     artifact_sink.markdown(artifact_key(ctx, "summary"), reports.run_summary_markdown(report),
@@ -136,8 +159,34 @@ def run_guide(ctx: RunContext) -> RunReport:
     return report
 
 
+def interrupted_stages(stages: list[StageResult]) -> list[str]:
+    """The stages the signal stopped (several run side by side); when none was running, the first it kept from
+    starting (or cleanup, when the signal came after every stage)."""
+    stopped = [s.name for s in stages if s.outcome is Outcome.INTERRUPTED]
+    never = [s.name for s in stages if s.outcome is Outcome.SKIPPED and s.error and NOT_STARTED in s.error]
+    return stopped or never[:1] or [FINALLY]
+
+
+def start_run(params: GuideParams) -> RunContext:
+    """A run of this flow run: its ledger names the flow run and the root flow run of the process (for the hooks)."""
+    return RunContext.create(params, load_settings(), kubeconfig_text=kubeconfig_from_block(params),
+                             flow_run_id=flow_run.id, root_flow_run_id=flow_run.root_flow_run_id)
+
+
+def end_state(report: RunReport, ctx: RunContext, where: str, data) -> State:  # noqa: ANN001 - the state's data
+    """Completed when passed, Cancelled when interrupted (the cleanup's line in the message), else Failed."""
+    if report.outcome is Outcome.PASSED:
+        return Completed(message=f"passed on {where}", data=data)
+    if report.outcome is Outcome.INTERRUPTED:
+        run = ctx.ledger.run
+        return Cancelled(message=f"interrupted by {report.signal} at {report.stopped_at} on {where}; cleanup: "
+                                 f"{run.summary if run else 'not recorded'}", data=data)
+    return Failed(message=f"failed at {report.failed_stage} on {where}; report in {ctx.run_dir}", data=data)
+
+
 @flow(name="guide", flow_run_name="guide-{params.target.name}-{params.trust_domain}",
-      task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=True)
+      task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=True,
+      on_cancellation=[finish_cleanup], on_crashed=[finish_cleanup])
 def guide(params: GuideParams = GuideParams(), json_report: str | None = None,
           junit_report: str | None = None) -> State:
     """Run the Kong Mesh "Issue identity with MeshIdentity Spire provider" guide on one cluster.
@@ -147,15 +196,12 @@ def guide(params: GuideParams = GuideParams(), json_report: str | None = None,
         json_report: also write the JSON report here.
         junit_report: also write the JUnit XML (one testcase per stage) here.
     """
-    ctx = RunContext.create(params, load_settings(), kubeconfig_text=kubeconfig_from_block(params))
-    with artifact_sink.publishing():
-        report = run_guide(ctx)
-    if json_report:
-        reports.write_json(report, Path(json_report))
-    if junit_report:
-        reports.write_junit([report], Path(junit_report))
-    data = report.to_json_dict()
-    if report.outcome is Outcome.PASSED:
-        return Completed(message=f"passed on {params.target.name} ({params.trust_domain})", data=data)
-    return Failed(message=f"failed at {report.failed_stage} on {params.target.name} ({params.trust_domain}); "
-                          f"report in {ctx.run_dir}", data=data)
+    with interrupt.signals_handled():
+        ctx = start_run(params)
+        with artifact_sink.publishing():
+            report = run_guide(ctx)
+        if json_report:
+            reports.write_json(report, Path(json_report))
+        if junit_report:
+            reports.write_junit([report], Path(junit_report))
+        return end_state(report, ctx, f"{params.target.name} ({params.trust_domain})", report.to_json_dict())

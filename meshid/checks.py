@@ -188,6 +188,11 @@ CATALOGUE: dict[str, CheckSpec] = {
             "Rollback left objects behind: delete the listed objects by hand and check `helm history` of the "
             "releases.",
         ),
+        CheckSpec(
+            "MID090", "No unrecovered earlier run on this cluster", _WARN,
+            "An earlier run on this cluster never finished and its process is gone, so what it applied may still be "
+            "there: run the `meshid recover` command in the message (`meshid runs` lists every run's state).",
+        ),
     )
 }
 

@@ -1,6 +1,7 @@
 """The `meshid` command line. The only module of meshid that may start flows (it imports them lazily).
 
-Exit codes: 0 success, 1 a stage or operation failed, 2 bad input (the message names the field and the fix).
+Exit codes: 0 success, 1 a stage or operation failed, 2 bad input (the message names the field and the fix); a run
+or fleet stopped by SIGINT or SIGTERM exits 130 or 143 once it has cleaned up (`meshid.interrupt`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+
+from meshid import interrupt
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -31,6 +34,10 @@ def _sandbox_up(args: argparse.Namespace) -> int:
 def _sandbox_down(args: argparse.Namespace) -> int:
     from sandbox import lifecycle
 
+    if args.all:
+        names = lifecycle.down_all()
+        print(f"sandboxes down: {', '.join(names)}" if names else "no sandbox was up", file=sys.stderr)
+        return EXIT_OK
     lifecycle.down(args.name)
     print(f"sandbox {args.name} is down", file=sys.stderr)
     return EXIT_OK
@@ -43,20 +50,38 @@ def _sandbox_kubeconfig(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _owner(owner: dict | None) -> str:
+    """Who started a sandbox: a run whose process still runs, one that is gone (the sandbox is orphaned), or a
+    person (`meshid sandbox up`)."""
+    from meshid.runrecord import Writer
+
+    if not owner or "pid" not in owner:
+        return "-"
+    alive = Writer(pid=owner["pid"], start_ticks=owner["start_ticks"]).alive()
+    return f"run {owner.get('run_id')} ({'pid ' + str(owner['pid']) if alive else 'gone: orphaned'})"
+
+
 def _sandbox_status(args: argparse.Namespace) -> int:
     from sandbox import lifecycle
 
-    rows = [{**info.to_json(), "running": info.running()} for info in lifecycle.status()]
-    if args.output == "json":
+    rows = [{**info.to_json(), "running": info.running(), "owned_by": _owner(info.owner)}
+            for info in lifecycle.status()]
+    _print_rows(rows, args.output, "no sandbox is up", {"name": 16, "running": 8, "nodes": 6, "api_url": 26,
+                                                       "chart_repo_url": 26, "owned_by": 0})
+    return EXIT_OK
+
+
+def _print_rows(rows: list[dict], output: str, empty: str, columns: dict[str, int]) -> None:
+    """Rows as JSON, or as a table of `columns` (name: width; the last one unpadded)."""
+    if output == "json":
         print(json.dumps(rows, indent=2))
     elif not rows:
-        print("no sandbox is up")
+        print(empty)
     else:
-        print(f"{'NAME':<16} {'RUNNING':<8} {'NODES':<6} {'API':<26} CHARTS")
-        for row in rows:
-            print(f"{row['name']:<16} {str(row['running']).lower():<8} {row['nodes']:<6} {row['api_url']:<26} "
-                  f"{row['chart_repo_url']}")
-    return EXIT_OK
+        for line in [{c: c.upper() for c in columns}, *rows]:
+            cells = ["" if line[c] is None else str(line[c]).lower() if isinstance(line[c], bool) else str(line[c])
+                     for c in columns]
+            print(" ".join(f"{cell:<{width}}" for cell, width in zip(cells, columns.values())).rstrip())
 
 
 def _sandbox_faults(args: argparse.Namespace) -> int:
@@ -130,29 +155,75 @@ def spire_namespaces(args: argparse.Namespace) -> dict:
     return {"namespaces": given} if given else {}
 
 
+@contextmanager
+def _until_interrupted() -> Iterator[None]:
+    """A flow-starting command: Prefect's defaults set before Prefect is imported (it reads them then), SIGINT and
+    SIGTERM handled in the block (`meshid.interrupt`), which ends quietly on a termination Prefect's flow engine
+    raised before the flow's own handlers were in place."""
+    prefect_defaults()
+    with interrupt.signals_handled():
+        try:
+            yield
+        except BaseException as exc:  # Prefect is imported by now; imported earlier it would miss collector_paused
+            from prefect.exceptions import TerminationSignal
+
+            if not isinstance(exc, TerminationSignal):
+                raise
+            # the engine sent the signal to this process again, and the handler recorded it
+
+
+def _cleanup_line(runs_dir: Path, run_id: str) -> str:
+    """The run's cleanup, in one line, from its ledger."""
+    from meshid.ledger import FILE, Ledger
+
+    run = Ledger.load(runs_dir / run_id / FILE).run
+    return f"cleanup: {run.summary}" if run and run.summary else "cleanup: not recorded (see `meshid runs`)"
+
+
+def _interrupted_exit(what: str) -> int:
+    """The exit code of a command a signal stopped; says so when nothing reported."""
+    signum = interrupt.received()
+    assert signum is not None
+    if what:
+        print(f"meshid: {what} was {interrupt.Interrupted(signum)} before it started; nothing to clean up",
+              file=sys.stderr)
+    return interrupt.exit_code(signum)
+
+
 def _run(args: argparse.Namespace) -> int:
-    with collector_paused():
-        from meshid.kube import load_kubeconfig
-        from meshid.models import parse_params
+    state = None
+    with _until_interrupted():
+        with collector_paused():
+            from meshid.kube import load_kubeconfig
+            from meshid.models import parse_params
+            from meshid.settings import load_settings
 
-        params = parse_params(run_params(args))  # bad input stops here, before anything touches a cluster
-        if params.target.kubeconfig:
-            load_kubeconfig(params.target.kubeconfig, params.target.context)
-        prefect_defaults()
-        from flows.foreground import foreground
-        from flows.guide import guide
+            params = parse_params(run_params(args))  # bad input stops here, before anything touches a cluster
+            if params.target.kubeconfig:
+                load_kubeconfig(params.target.kubeconfig, params.target.context)
+            runs_dir = load_settings().runs_dir
+            from flows.foreground import foreground
+            from flows.guide import guide
 
-    json_path = args.json_report or str(Path(tempfile.mkdtemp(prefix="meshid-")) / "report.json")
-    with foreground():
-        state = guide(params=params, json_report=json_path, junit_report=args.junit, return_state=True)
-    report = json.loads(Path(json_path).read_text()) if Path(json_path).is_file() else None
+        json_path = args.json_report or str(Path(tempfile.mkdtemp(prefix="meshid-")) / "report.json")
+        with foreground():
+            state = guide(params=params, json_report=json_path, junit_report=args.junit, return_state=True)
+    report = json.loads(Path(json_path).read_text()) if state and Path(json_path).is_file() else None
     if report is None:
+        if interrupt.received():
+            return _interrupted_exit("the run")
         print(f"meshid: the run crashed before it wrote a report: {state.message}", file=sys.stderr)
         return EXIT_FAILED
-    print(f"{'STAGE':<32} {'OUTCOME':<8} {'SECONDS':>8} {'TRIES':>5}  CODES")
+    print(f"{'STAGE':<32} {'OUTCOME':<11} {'SECONDS':>8} {'TRIES':>5}  CODES")
     for stage in report["stages"]:
         codes = ",".join(c["code"] for c in stage["checks"] if c["outcome"] == "failed")
-        print(f"{stage['name']:<32} {stage['outcome']:<8} {stage['duration_s']:>8.1f} {stage['attempts']:>5}  {codes}")
+        print(f"{stage['name']:<32} {stage['outcome']:<11} {stage['duration_s']:>8.1f} {stage['attempts']:>5}  "
+              f"{codes}")
+    if report["outcome"] == "interrupted":
+        stopped = ", ".join(report["interrupted_stages"])
+        print(f"run {report['run_id']} interrupted by {report['signal']} at {stopped}; "
+              f"{_cleanup_line(runs_dir, report['run_id'])}")
+        return _interrupted_exit("")
     print(f"run {report['outcome']}" + (f" at {report['failed_stage']}" if report["failed_stage"] else ""))
     return EXIT_OK if state.is_completed() and report["outcome"] == "passed" else EXIT_FAILED
 
@@ -247,12 +318,14 @@ def _add_sandbox(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--tick", type=float, default=5.0, help="emulator status tick in seconds (default 5)")
     up.set_defaults(func=_sandbox_up)
     down = cmds.add_parser("down", help="stop every process of a sandbox and remove its files")
-    down.add_argument("--name", required=True)
+    which = down.add_mutually_exclusive_group(required=True)
+    which.add_argument("--name")
+    which.add_argument("--all", action="store_true", help="every sandbox on this machine, started or half-started")
     down.set_defaults(func=_sandbox_down)
     kubeconfig = cmds.add_parser("kubeconfig", help="print the path of a sandbox's kubeconfig")
     kubeconfig.add_argument("--name", required=True)
     kubeconfig.set_defaults(func=_sandbox_kubeconfig)
-    status = cmds.add_parser("status", help="list sandboxes")
+    status = cmds.add_parser("status", help="list sandboxes, with the run that started each (gone: orphaned)")
     status.add_argument("-o", "--output", choices=["table", "json"], default="table")
     status.set_defaults(func=_sandbox_status)
     faults = cmds.add_parser("faults", help="set the emulator's fault knobs of a sandbox")
@@ -262,36 +335,45 @@ def _add_sandbox(sub: argparse._SubParsersAction) -> None:
 
 
 def _fleet(args: argparse.Namespace) -> int:
-    with collector_paused():
-        from meshid.errors import InputError
-        from meshid.fleet import RolloutState, check_kubeconfigs, load_fleet_file
-        from meshid.settings import load_settings
+    state = None
+    with _until_interrupted():
+        with collector_paused():
+            from meshid.errors import InputError
+            from meshid.fleet import RolloutState, check_kubeconfigs, load_fleet_file
+            from meshid.settings import load_settings
 
-        spec = load_fleet_file(args.fleet_file, args.mode)  # bad input stops here, before anything touches a cluster
-        check_kubeconfigs(spec)
-        if spec.resume_from:
-            RolloutState.load(load_settings().runs_dir, spec.resume_from)
-        if spec.approval and not os.environ.get("PREFECT_API_URL"):
-            raise InputError("approval", "a rollout paused for approval can only be approved in the Prefect UI, and "
-                             "this run would use a temporary server nobody can reach",
-                             "start `prefect server start`, set PREFECT_API_URL, and run again "
-                             "(or set approval: false)")
-        prefect_defaults()
-        from flows.fleet import fleet
-        from flows.foreground import foreground
+            spec = load_fleet_file(args.fleet_file, args.mode)  # bad input stops here, before any cluster is touched
+            check_kubeconfigs(spec)
+            runs_dir = load_settings().runs_dir
+            if spec.resume_from:
+                RolloutState.load(runs_dir, spec.resume_from)
+            if spec.approval and not os.environ.get("PREFECT_API_URL"):
+                raise InputError("approval", "a rollout paused for approval can only be approved in the Prefect UI, "
+                                 "and this run would use a temporary server nobody can reach",
+                                 "start `prefect server start`, set PREFECT_API_URL, and run again "
+                                 "(or set approval: false)")
+            from flows.fleet import fleet
+            from flows.foreground import foreground
 
-    json_path = args.json_report or str(Path(tempfile.mkdtemp(prefix="meshid-fleet-")) / "fleet.json")
-    with foreground():
-        state = fleet(spec=spec, json_report=json_path, junit_report=args.junit, return_state=True)
-    if not Path(json_path).is_file():
+        json_path = args.json_report or str(Path(tempfile.mkdtemp(prefix="meshid-fleet-")) / "fleet.json")
+        with foreground():
+            state = fleet(spec=spec, json_report=json_path, junit_report=args.junit, return_state=True)
+    if state is None or not Path(json_path).is_file():
+        if interrupt.received():
+            return _interrupted_exit("the fleet run")
         print(f"meshid: the fleet run crashed before it wrote a report: {state.message}", file=sys.stderr)
         return EXIT_FAILED
     report = json.loads(Path(json_path).read_text())
-    print(f"{'TARGET':<20} {'TRUST DOMAIN':<32} {'OUTCOME':<8} {'SECONDS':>8}  {'FAILED STAGE':<32} CODES")
+    print(f"{'TARGET':<20} {'TRUST DOMAIN':<32} {'OUTCOME':<11} {'SECONDS':>8}  {'FAILED STAGE':<32} CODES")
     for r in report["results"]:
-        print(f"{r['target']:<20} {r['trust_domain']:<32} {r['outcome']:<8} {r['duration_s']:>8.1f}  "
+        print(f"{r['target']:<20} {r['trust_domain']:<32} {r['outcome']:<11} {r['duration_s']:>8.1f}  "
               f"{r['failed_stage'] or '':<32} {','.join(r['codes'])}")
     print(f"fleet {report['mode']} {report['outcome']}" + (f", halted: {report['halted']}" if report["halted"] else ""))
+    if report["outcome"] == "interrupted":
+        for r in report["results"]:
+            if r["run_id"]:
+                print(f"{r['target']}/{r['trust_domain']}: {_cleanup_line(runs_dir, r['run_id'])}")
+        return _interrupted_exit("")
     return EXIT_OK if state.is_completed() and report["outcome"] == "passed" else EXIT_FAILED
 
 
@@ -304,6 +386,50 @@ def _add_fleet(sub: argparse._SubParsersAction) -> None:
     fleet.set_defaults(func=_fleet)
 
 
+def _recover(args: argparse.Namespace) -> int:
+    from meshid import recovery
+    from meshid.settings import load_settings
+
+    settings = load_settings(**({"runs_dir": args.runs_dir} if args.runs_dir else {}))
+    chosen = recovery.select(settings.runs_dir, args.run)
+    if not chosen:
+        print(f"nothing to recover: no unfinished run whose process is gone under {settings.runs_dir}")
+        return EXIT_OK
+    failed = False
+    for ledger in chosen:
+        done = recovery.recover(ledger, settings, dry_run=args.dry_run, include_kept=args.run is not None)
+        for line in done.lines(settings.runs_dir):
+            print(line)
+        failed |= bool(done.problems) or done.busy
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from meshid import recovery
+    from meshid.settings import load_settings
+
+    runs_dir = load_settings(**({"runs_dir": args.runs_dir} if args.runs_dir else {})).runs_dir
+    rows = [{"run_id": r.run_id, "target": r.target, "provider": r.provider, "cluster": r.cluster,
+             "state": r.state().value, "stage": r.stage, "started_at": r.started_at.isoformat(timespec="seconds"),
+             "cleanup": r.summary} for r in (ledger.run for ledger in recovery.runs(runs_dir))]
+    _print_rows(rows, args.output, f"no runs under {runs_dir}", {"run_id": 56, "state": 12, "provider": 9,
+                                                                "stage": 32, "cleanup": 0})
+    return EXIT_OK
+
+
+def _add_recovery(sub: argparse._SubParsersAction) -> None:
+    recover = sub.add_parser("recover", help="clean up what runs that never finished left (their process is gone)")
+    recover.add_argument("--run", metavar="RUN_ID", help="only this run (also one kept on purpose)")
+    recover.add_argument("--dry-run", action="store_true", help="say what would be undone, change nothing")
+    recover.add_argument("--runs-dir", help="where the runs are (default: MESHID_RUNS_DIR, else ./runs)")
+    recover.set_defaults(func=_recover)
+    runs = sub.add_parser("runs", help="list runs and their state (passed, failed, interrupted, kept, "
+                                       "unrecovered, ...)")
+    runs.add_argument("--runs-dir", help="where the runs are (default: MESHID_RUNS_DIR, else ./runs)")
+    runs.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    runs.set_defaults(func=_runs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every meshid command."""
     parser = argparse.ArgumentParser(prog="meshid", description="Prove Kong Mesh workload identity issued by SPIRE works.")
@@ -311,6 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     _add_check(sub)
     _add_fleet(sub)
+    _add_recovery(sub)
     _add_sandbox(sub)
     return parser
 

@@ -23,7 +23,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from meshid import checks
 from meshid.errors import InputError, input_error, pydantic_error
-from meshid.kube import load_kubeconfig
+from meshid.kube import api_server, load_kubeconfig
 from meshid.models import CleanupPolicy, GuideParams, ProviderName, Target, TrustDomain, parse_params
 from meshid.redact import redact
 from meshid.reports import markdown_table
@@ -365,24 +365,29 @@ _COLUMNS = ("target", "trust_domain", "wave", "outcome", "failed_stage", "codes"
 
 
 class FleetReport(BaseModel):
-    """A fleet run: every target's result, the rollout's wave checks (MID080) and why it halted, if it did."""
+    """A fleet run: every target's result, the rollout's wave checks (MID080), why it halted, if it did, and the
+    signal that interrupted it, if one did."""
 
     fleet_run_id: str
     mode: FleetMode
     results: list[TargetResult]
     checks: list[CheckResult] = []
     halted: str | None = None
+    interrupted: str | None = None
 
     @property
     def outcome(self) -> Outcome:
-        """Failed when a target or a wave check failed, or a rollout halted."""
+        """Interrupted when a signal stopped it; else failed when a target or a wave check failed, or a rollout
+        halted."""
+        if self.interrupted:
+            return Outcome.INTERRUPTED
         bad = any(r.outcome is Outcome.FAILED for r in self.results) or any(c.blocking for c in self.checks)
         return Outcome.FAILED if bad or self.halted else Outcome.PASSED
 
     def to_json_dict(self) -> dict[str, Any]:
         """`{"outcome", "results": [{"target", "trust_domain", "outcome", "failed_stage", "duration_s", ...}]}`."""
         return {"fleet_run_id": self.fleet_run_id, "mode": self.mode.value, "outcome": self.outcome.value,
-                "halted": redact(self.halted) if self.halted else None,
+                "halted": redact(self.halted) if self.halted else None, "interrupted": self.interrupted,
                 "checks": [c.model_dump(mode="json") for c in self.checks],
                 "results": [r.to_json_dict() for r in self.results]}
 
@@ -425,20 +430,9 @@ def lock_name(target: Target) -> str:
     if target.kubeconfig_secret_block:
         key = f"secret-{target.kubeconfig_secret_block}-{target.context or ''}"
     elif target.kubeconfig is not None:
-        key = _server(target.kubeconfig, target.context) or f"{target.kubeconfig}-{target.context or ''}"
+        key = api_server(target.kubeconfig, target.context) or f"{target.kubeconfig}-{target.context or ''}"
     name = LOCK_PREFIX + slug(key)
     return name if len(name) <= 80 else f"{name[:71]}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
-
-
-def _server(kubeconfig: Path, context: str | None) -> str | None:
-    """The API server URL of `context` (or the current one) in `kubeconfig`; None when unreadable."""
-    try:
-        data = yaml.safe_load(Path(kubeconfig).expanduser().read_text())
-        name = context or data.get("current-context")
-        cluster = next(c["context"]["cluster"] for c in data["contexts"] if c["name"] == name)
-        return next(c["cluster"]["server"] for c in data["clusters"] if c["name"] == cluster)
-    except (OSError, yaml.YAMLError, TypeError, KeyError, AttributeError, StopIteration):
-        return None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from meshid.errors import ExternalCallError
 from meshid.subprocesses import run_cli
 
@@ -46,12 +48,14 @@ class Release:
 
 @dataclass
 class Helm:
-    """helm bound to one kubeconfig/context, with its own cache and config folders under `home`."""
+    """helm bound to one kubeconfig/context, with its own cache and config folders under `home`, and `env` added to
+    its environment."""
 
     kubeconfig: Path
     context: str | None = None
     binary: str = "helm"
     home: Path = field(default_factory=lambda: Path.home() / ".cache" / "meshid" / "helm")
+    env: dict[str, str] = field(default_factory=dict)
 
     def run(self, args: list[str], what: str, timeout_s: float) -> str:
         """Run `helm ARGS` against this cluster; return stdout or raise ExternalCallError / ExternalTimeout."""
@@ -59,7 +63,7 @@ class Helm:
         if self.context:
             argv += ["--kube-context", self.context]
         env = {"HELM_CACHE_HOME": str(self.home / "cache"), "HELM_CONFIG_HOME": str(self.home / "config"),
-               "HELM_DATA_HOME": str(self.home / "data")}
+               "HELM_DATA_HOME": str(self.home / "data"), **self.env}
         return run_cli(argv, what, timeout_s, env)
 
     def version(self, timeout_s: float = 30) -> str:
@@ -97,6 +101,17 @@ class Helm:
         out = self.run(["get", "values", release, "--namespace", namespace, "-o", "json"],
                        f"helm get values {release}", timeout_s)
         return json.loads(out or "null") or {}
+
+    def hooks(self, release: str, namespace: str, timeout_s: float = 60) -> list[dict]:
+        """The release's hook objects (`helm get hooks`; none when it is not installed): helm keeps them out of the
+        release's manifest, so an uninstall never deletes one that outlived its hook (an interrupted install)."""
+        try:
+            out = self.run(["get", "hooks", release, "--namespace", namespace], f"helm get hooks {release}", timeout_s)
+        except ExternalCallError as exc:
+            if RELEASE_NOT_FOUND in exc.detail:
+                return []
+            raise
+        return [doc for doc in yaml.safe_load_all(out) if isinstance(doc, dict) and doc.get("kind")]
 
     def status(self, release: str, namespace: str, timeout_s: float = 60) -> Release | None:
         """The release, or None when it is not installed."""

@@ -2,7 +2,8 @@
 
 Every request carries its own timeout and raises `ApiError` (an `ExternalCallError`, transient or not) on failure.
 Waits list, then watch from the listed resourceVersion, survive transient errors and expired watches, and on
-timeout raise `WaitTimeout` naming what they waited for and what they saw last.
+timeout raise `WaitTimeout` naming what they waited for and what they saw last. A wait watches WATCH_SLICE_S at a
+time and checks for a stop request (`meshid.interrupt`) in between.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import yaml
 from kubernetes import config
 from kubernetes.client.rest import ApiException
 
+from meshid import interrupt
 from meshid.errors import ExternalCallError, InputError, WaitTimeout, is_transient
 
 if TYPE_CHECKING:
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
 
 Obj = dict[str, Any]
 Condition = Callable[[list[Obj]], tuple[bool, str]]
+WATCH_SLICE_S = 2.0  # one watch request of a wait; a stop request is seen within this (and a list request)
 
 
 class ApiError(ExternalCallError):
@@ -73,6 +76,17 @@ def load_kubeconfig(path: Path, context: str | None, field: str = "target") -> d
         raise InputError(f"{field}.context", f"context {chosen!r} is not in {path} (it has: {', '.join(names)})",
                          "give one of the kubeconfig's contexts")
     return data
+
+
+def api_server(kubeconfig: Path, context: str | None) -> str | None:
+    """The API server URL of `context` (or the current one) in `kubeconfig`; None when unreadable."""
+    try:
+        data = yaml.safe_load(Path(kubeconfig).expanduser().read_text())
+        name = context or data.get("current-context")
+        cluster = next(c["context"]["cluster"] for c in data["contexts"] if c["name"] == name)
+        return next(c["cluster"]["server"] for c in data["clusters"] if c["name"] == cluster)
+    except (OSError, yaml.YAMLError, TypeError, KeyError, AttributeError, StopIteration):
+        return None
 
 
 class Cluster:
@@ -202,6 +216,7 @@ class Cluster:
         deadline = time.monotonic() + timeout_s
         last = "nothing yet"
         while True:
+            interrupt.check()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise WaitTimeout(what, last, timeout_s)
@@ -212,7 +227,7 @@ class Cluster:
                 if done:
                     return list(objects.values())
                 for event in self._watch(api_version, kind, namespace, label_selector, field_selector, rv,
-                                         remaining):
+                                         min(remaining, WATCH_SLICE_S)):
                     if event["type"] == "ERROR":
                         break  # e.g. 410 Gone: the resourceVersion expired; list again
                     if event["type"] == "BOOKMARK":
@@ -229,7 +244,7 @@ class Cluster:
                 if not exc.transient:
                     raise
                 last = f"{last} (then a transient error: {exc})"
-                time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+                interrupt.wait(min(1.0, max(0.0, deadline - time.monotonic())))
 
     def _watch(self, api_version: str, kind: str, namespace: str | None, label_selector: str,
                field_selector: str, rv: str, remaining: float) -> Iterator[Obj]:

@@ -1,6 +1,8 @@
-"""What one run applied to a cluster, in order, so cleanup and rollback undo exactly that, in reverse.
+"""What one run applied to a cluster, in order, so cleanup and rollback undo exactly that, in reverse; and the run's
+record (`meshid.runrecord`): who wrote it, where its cluster is, and whether its cleanup is done.
 
-Saved as JSON in the run directory after every change, so a crashed run can still be cleaned up from its file.
+Saved as JSON in the run directory before every change, so a run that died can still be cleaned up from its file
+(`meshid recover`).
 """
 
 from __future__ import annotations
@@ -9,6 +11,10 @@ import json
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from meshid.runrecord import RunRecord
+
+FILE = "ledger.json"
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,21 @@ class AppliedRelease:
         return isinstance(other, AppliedRelease) and (self.name, self.namespace) == (other.name, other.namespace)
 
 
-Entry = AppliedObject | AppliedRelease
+@dataclass(frozen=True)
+class CreatedCluster:
+    """A throwaway cluster (sandbox, kind, minikube) the run is creating: undone by deleting it, and with it all
+    the rest."""
+
+    provider: str
+    name: str
+
+    def same(self, other: Entry) -> bool:
+        """Whether `other` records the same cluster."""
+        return other == self
+
+
+Entry = AppliedObject | AppliedRelease | CreatedCluster
+_TYPES = {t.__name__: t for t in (AppliedObject, AppliedRelease, CreatedCluster)}
 
 
 @dataclass
@@ -58,6 +78,7 @@ class Ledger:
 
     path: Path | None = None
     entries: list[Entry] = field(default_factory=list)
+    run: RunRecord | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def record(self, entry: Entry) -> None:
@@ -78,12 +99,38 @@ class Ledger:
             self.entries = [e for e in self.entries if not entry.same(e)]
             self._save()
 
+    def clear(self) -> None:
+        """Drop every change: the cluster that held them is gone."""
+        with self._lock:
+            self.entries = []
+            self._save()
+
+    def created_cluster(self) -> CreatedCluster | None:
+        """The throwaway cluster the run created, if it did."""
+        with self._lock:
+            return next((e for e in self.entries if isinstance(e, CreatedCluster)), None)
+
+    def set_run(self, run: RunRecord) -> None:
+        """Replace the run's record (its start, then its end)."""
+        with self._lock:
+            self.run = run
+            self._save()
+
+    def update_run(self, **changes: object) -> None:
+        """Change fields of the run's record (there must be one)."""
+        with self._lock:
+            assert self.run is not None, "the ledger has no run record"
+            self.run = self.run.model_copy(update=changes)
+            self._save()
+
     def _save(self) -> None:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        data = {"run": self.run.model_dump(mode="json") if self.run else None,
+                "entries": [{"type": type(e).__name__, **asdict(e)} for e in self.entries]}
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps([{"type": type(e).__name__, **asdict(e)} for e in self.entries], indent=2))
+        tmp.write_text(json.dumps(data, indent=2))
         tmp.replace(self.path)
 
     @classmethod
@@ -91,9 +138,8 @@ class Ledger:
         """A ledger from its file (empty when the file does not exist)."""
         if not path.is_file():
             return cls(path=path)
-        types = {"AppliedObject": AppliedObject, "AppliedRelease": AppliedRelease}
-        entries = []
-        for raw in json.loads(path.read_text()):
-            kind = types[raw.pop("type")]
-            entries.append(kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}))
-        return cls(path=path, entries=entries)
+        data = json.loads(path.read_text())
+        run = RunRecord.model_validate(data["run"]) if data.get("run") else None
+        entries = [_TYPES[e.pop("type")](**{k: tuple(v) if isinstance(v, list) else v for k, v in e.items()})
+                   for e in data["entries"]]
+        return cls(path=path, run=run, entries=entries)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from meshid import interrupt
 from meshid.errors import ExternalCallError
 from meshid.kube import Cluster
 from meshid.results import HttpExchange
@@ -119,12 +120,14 @@ def expect(probe: Probe, want: Callable[[HttpExchange], bool], consecutive: int,
 
     Calls are `interval_s` apart while waiting for the first wanted answer, `streak_interval_s` apart after it: each
     call is a new connection through the port-forward (20 to 30 ms on a sandbox), so the streak is that many fresh
-    requests in a row, and the change it waits for (a policy reaching the proxies) is seen within 0.1 s.
+    requests in a row, and the change it waits for (a policy reaching the proxies) is seen within 0.1 s. A stop
+    request (`meshid.interrupt`) ends it between two calls.
     """
     start = time.monotonic()
     calls = noise = streak = 0
     last = HttpExchange(status=None, body="", error="no call made")
     while True:
+        interrupt.check()
         last = probe.call()
         calls += 1
         if transient(last):
@@ -136,4 +139,4 @@ def expect(probe: Probe, want: Callable[[HttpExchange], bool], consecutive: int,
         elapsed = time.monotonic() - start
         if streak >= consecutive or elapsed + interval_s > timeout_s:
             return Expectation(streak >= consecutive, last, calls, noise, elapsed, streak)
-        time.sleep(interval_s if streak == 0 else min(interval_s, streak_interval_s))
+        interrupt.wait(interval_s if streak == 0 else min(interval_s, streak_interval_s))

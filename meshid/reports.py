@@ -28,7 +28,7 @@ def _scrub(value: Any) -> Any:
 
 
 def _word(outcome: Outcome) -> str:
-    return "FAILED" if outcome is Outcome.FAILED else outcome.value
+    return outcome.value.upper() if outcome in (Outcome.FAILED, Outcome.INTERRUPTED) else outcome.value
 
 
 def _stage_word(stage: StageResult) -> str:
@@ -79,6 +79,8 @@ def _testcase(stage: StageResult, classname: str) -> ET.Element:
         failure.text = _x("\n".join(lines))
     elif stage.outcome is Outcome.SKIPPED:
         ET.SubElement(case, "skipped", {"message": _x(stage.error)} if stage.error else {})
+    elif stage.outcome is Outcome.INTERRUPTED:  # not the stage's fault: an error, not a failure
+        ET.SubElement(case, "error", message=_x(stage.error or "interrupted"), type="interrupted")
     out = [f"warning: {_check_line(c)}" for c in stage.warnings]
     out += [f"flaky: passed after {stage.attempts} attempts"] if stage.flaky else []
     if out:
@@ -90,7 +92,7 @@ def _counts(stages: Sequence[StageResult]) -> dict[str, str]:
     return {
         "tests": str(len(stages)),
         "failures": str(sum(s.outcome is Outcome.FAILED for s in stages)),
-        "errors": "0",
+        "errors": str(sum(s.outcome is Outcome.INTERRUPTED for s in stages)),
         "skipped": str(sum(s.outcome is Outcome.SKIPPED for s in stages)),
     }
 
@@ -188,7 +190,12 @@ def summary_rows(report: RunReport) -> list[dict[str, Any]]:
 
 def run_summary_markdown(report: RunReport) -> str:
     """The run at a glance: outcome and failed stage first, then every stage, the versions and diagnostics."""
-    verdict = f"FAILED at stage `{report.failed_stage}`" if report.failed_stage else _word(report.outcome)
+    if report.signal:
+        verdict = f"INTERRUPTED by {report.signal} at `{report.stopped_at}`"
+    elif report.failed_stage:
+        verdict = f"FAILED at stage `{report.failed_stage}`"
+    else:
+        verdict = _word(report.outcome)
     parts = [
         f"## {_cell(report.target.name)} / {_cell(report.trust_domain)}: {_cell(verdict)}",
         _cell(

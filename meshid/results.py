@@ -18,14 +18,16 @@ class Severity(StrEnum):
 
 
 class Outcome(StrEnum):
-    """Outcome of a stage; checks and runs only ever pass or fail (`Verdict`)."""
+    """Outcome of a stage; checks only ever pass or fail (`Verdict`), runs also end interrupted (`RunOutcome`)."""
 
     PASSED = "passed"
     FAILED = "failed"
     SKIPPED = "skipped"
+    INTERRUPTED = "interrupted"  # a signal stopped it while it ran
 
 
 Verdict = Literal[Outcome.PASSED, Outcome.FAILED]
+RunOutcome = Literal[Outcome.PASSED, Outcome.FAILED, Outcome.INTERRUPTED]
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(lambda d: d.astimezone(UTC))]
 
 
@@ -128,12 +130,14 @@ class StageResult(_Record):
         touched: Sequence[Touched] = (),
         error: str | None = None,
         transient_calls: int = 0,
+        interrupted: bool = False,
     ) -> StageResult:
-        """A finished stage: failed on `error` or on any blocking check, else passed; `ended_at` defaults to now."""
+        """A finished stage: interrupted when a signal stopped it, failed on `error` or on any blocking check, else
+        passed; `ended_at` defaults to now."""
         failed = error is not None or any(c.blocking for c in checks)
         return cls(
             name=name,
-            outcome=Outcome.FAILED if failed else Outcome.PASSED,
+            outcome=Outcome.INTERRUPTED if interrupted else Outcome.FAILED if failed else Outcome.PASSED,
             attempts=attempts,
             checks=list(checks),
             http=http,
@@ -153,18 +157,21 @@ class TargetRef(_Record):
 
 
 class RunReport(_Record):
-    """One run of the guide against one target and trust domain; make it with `RunReport.build`."""
+    """One run of the guide against one target and trust domain; make it with `RunReport.build`. An interrupted run
+    names the signal and the stages it stopped (those running then; if none was, the first it kept from starting)."""
 
     run_id: str
     target: TargetRef
     trust_domain: str
-    outcome: Verdict
+    outcome: RunOutcome
     failed_stage: str | None
     stages: list[StageResult]
     versions: dict[str, str]
     started_at: UtcDatetime
     duration_s: float = Field(ge=0)
     diagnostics_dir: str | None = None
+    signal: str | None = None
+    interrupted_stages: list[str] = []
 
     @classmethod
     def build(
@@ -178,24 +185,36 @@ class RunReport(_Record):
         started_at: datetime,
         ended_at: datetime | None = None,
         diagnostics_dir: str | None = None,
+        signal: str | None = None,
+        interrupted_stages: Sequence[str] = (),
     ) -> RunReport:
-        """The report, failed at its first failed stage if any; `ended_at` defaults to now."""
+        """The report: interrupted when `signal` stopped it (in `interrupted_stages`), else failed at its first failed
+        stage if any; `ended_at` defaults to now."""
         failed_stage = next((s.name for s in stages if s.outcome is Outcome.FAILED), None)
         return cls(
             run_id=run_id,
             target=target,
             trust_domain=trust_domain,
-            outcome=Outcome.PASSED if failed_stage is None else Outcome.FAILED,
+            outcome=Outcome.INTERRUPTED if signal else Outcome.PASSED if failed_stage is None else Outcome.FAILED,
             failed_stage=failed_stage,
             stages=list(stages),
             versions=dict(versions),
             started_at=started_at,
             duration_s=((ended_at or datetime.now(UTC)) - started_at).total_seconds(),
             diagnostics_dir=diagnostics_dir,
+            signal=signal,
+            interrupted_stages=list(interrupted_stages),
         )
 
+    @property
+    def stopped_at(self) -> str:
+        """The stages an interrupted run stopped, for a message ("" when it was not interrupted)."""
+        return ", ".join(self.interrupted_stages)
+
     def to_json_dict(self) -> dict[str, Any]:
-        """The CI report shape; a stage without an HTTP exchange has `"http": null`. Not redacted: see reports."""
+        """The CI report shape; a stage without an HTTP exchange has `"http": null`; an interrupted run adds
+        `signal` and `interrupted_stages`. Not redacted: see reports."""
+        interrupted = {"signal": self.signal, "interrupted_stages": self.interrupted_stages} if self.signal else {}
         return {
             "run_id": self.run_id,
             "target": self.target.model_dump(mode="json"),
@@ -219,4 +238,5 @@ class RunReport(_Record):
                 for s in self.stages
             ],
             "versions": dict(self.versions),
+            **interrupted,
         }

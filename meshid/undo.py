@@ -2,7 +2,9 @@
 remove what an uninstalled release leaves behind that the run created (kept CRDs, StatefulSet claims).
 
 Used by cleanup on existing clusters and by fleet rollouts to roll a cluster back. Objects that existed before the
-run are left as they are. Every deletion is then waited for, so what is still there when undo returns is named.
+run are left as they are. An uninstall also deletes the release's hook objects still there (an interrupted install
+leaves them: helm deletes hooks only when they finish, per their `helm.sh/hook-delete-policy`). Every deletion is
+then waited for, so what is still there when undo returns is named.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ def undo(cluster: Cluster, helm: Helm, ledger: Ledger, timeout_s: float, out: St
     for entry in reversed(list(ledger.entries)):
         try:
             if isinstance(entry, AppliedRelease):
-                _undo_release(helm, entry, timeout_s, out)
+                _undo_release(cluster, helm, entry, timeout_s, out)
                 deleting.append((entry, [_delete(cluster, obj, out) for obj in _left_behind(cluster, entry)]))
             elif entry.created:
                 deleting.append((entry, [_delete(cluster, entry, out)]))
@@ -41,10 +43,13 @@ def undo(cluster: Cluster, helm: Helm, ledger: Ledger, timeout_s: float, out: St
     return problems
 
 
-def _undo_release(helm: Helm, entry: AppliedRelease, timeout_s: float, out: StageOutput) -> None:
+def _undo_release(cluster: Cluster, helm: Helm, entry: AppliedRelease, timeout_s: float, out: StageOutput) -> None:
     if entry.previous_revision is None:
+        hooks = helm.hooks(entry.name, entry.namespace)
         helm.uninstall(entry.name, entry.namespace, timeout_s)
         out.touch("HelmRelease", entry.namespace, entry.name, "uninstalled")
+        for hook in hooks:
+            _delete_left_hook(cluster, hook, entry.namespace, out)
     else:
         current = helm.status(entry.name, entry.namespace)
         helm.rollback(entry.name, entry.namespace, entry.previous_revision, timeout_s,
@@ -72,6 +77,21 @@ def _delete(cluster: Cluster, entry: AppliedObject, out: StageOutput) -> Applied
     if cluster.delete(entry.api_version, entry.kind, entry.name, entry.namespace):
         out.touch(entry.kind, entry.namespace, entry.name, "deleted")
     return entry
+
+
+def _delete_left_hook(cluster: Cluster, hook: dict, release_namespace: str, out: StageOutput) -> None:
+    meta = hook.get("metadata") or {}
+    try:
+        resource = cluster.resource(hook["apiVersion"], hook["kind"])
+    except ApiError as exc:
+        if exc.status == 404:
+            return  # its kind is gone, and the object with it
+        raise
+    namespace = (meta.get("namespace") or release_namespace) if resource.namespaced else None
+    found = cluster.get(hook["apiVersion"], hook["kind"], meta["name"], namespace)
+    if found is not None and "helm.sh/hook" in (found["metadata"].get("annotations") or {}):
+        cluster.delete(hook["apiVersion"], hook["kind"], meta["name"], namespace)
+        out.touch(hook["kind"], namespace, meta["name"], "deleted", "hook object its release left")
 
 
 def _wait_gone(cluster: Cluster, entry: AppliedObject, timeout_s: float) -> None:

@@ -27,3 +27,7 @@ class PortInUse(SandboxError):
 
 class StartFailed(SandboxError):
     """A component did not start in time; the message names it and where its log is."""
+
+
+class Stopped(SandboxError):
+    """A start was stopped on request (its `stop` turned true); nothing of it is left."""

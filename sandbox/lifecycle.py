@@ -1,8 +1,10 @@
-"""Sandbox lifecycle: `up`, `down`, `get`, `status`, `set_faults`.
+"""Sandbox lifecycle: `up`, `down`, `down_all`, `get`, `status`, `set_faults`.
 
 A sandbox is kwokctl's control-plane processes (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
 kwok-controller, all bound to 127.0.0.1), K fake nodes, a chart repository and the emulated mesh, with all its
-files under `<MESHID_HOME>/sandboxes/<name>/`. Several named sandboxes run side by side.
+files under `<MESHID_HOME>/sandboxes/<name>/`. Several named sandboxes run side by side. A start can be stopped
+(`stop`): it ends within a poll and leaves nothing. A sandbox may name its `owner` (whoever started it, e.g. a run),
+kept as given.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from sandbox import binaries, kwokstages, processes
-from sandbox.errors import InvalidName, PortInUse, SandboxError, SandboxExists, StartFailed, UnknownSandbox
+from sandbox.errors import InvalidName, PortInUse, SandboxError, SandboxExists, StartFailed, Stopped, UnknownSandbox
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 KWOK_CRDS = ("PortForward", "ClusterPortForward", "Logs", "ClusterLogs", "Exec", "ClusterExec")
@@ -47,6 +50,13 @@ READY_TIMEOUT_S = 60
 READYZ_POLL_S = 0.05
 READYZ_TIMEOUT_S = 5  # one /readyz request
 API_UP_FILE = "api.up"  # written when kwokctl's control plane is up: the emulator, started earlier, waits for it
+NODES_WATCH_SLICE_S = 2  # one watch of the nodes while waiting for them; a stop is seen in between
+KWOKCTL_STOP_GRACE_S = 5.0  # after SIGTERM, before SIGKILL, when a start is stopped
+Stop = Callable[[], bool]
+
+
+def _never() -> bool:
+    return False
 
 
 @dataclass
@@ -61,6 +71,7 @@ class SandboxInfo:
     nodes: int
     pids: dict[str, int] = field(default_factory=dict)
     created_at: float = 0.0
+    owner: dict | None = None  # who started it, as they described themselves (e.g. a run and its process)
 
     def to_json(self) -> dict:
         """JSON-ready form (paths as strings)."""
@@ -155,22 +166,34 @@ def _kwok_config(path: Path, ports: dict[str, int]) -> None:
     path.write_text("\n".join(lines) + "\n" + stages)
 
 
-def _kwokctl(args: list[str], state_dir: Path, timeout_s: float = KWOKCTL_TIMEOUT_S) -> str:
+def _kwokctl(args: list[str], state_dir: Path, timeout_s: float = KWOKCTL_TIMEOUT_S, stop: Stop = _never) -> str:
     """Run kwokctl for the sandbox. Its PATH, which the kwok controller inherits, starts with the sandbox's own
     `bin` folder: commands exec'd into pods with a kwok Exec (spire-server's CLI) are looked up there."""
     bin_dir = binaries.bin_dir()
     path = [str(state_dir / "bin"), str(bin_dir), str(Path(binaries.kubectl()).parent), os.environ.get("PATH", "")]
     env = {**os.environ, "KWOK_WORKDIR": str(state_dir / "kwok"), "KWOK_RUNTIME": "binary", "PATH": os.pathsep.join(path)}
+    command = f"kwokctl {' '.join(args[:2])}"
+    proc = subprocess.Popen([str(bin_dir / "kwokctl"), *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    deadline = time.monotonic() + timeout_s
     try:
-        done = subprocess.run([str(bin_dir / "kwokctl"), *args], env=env, capture_output=True, text=True,
-                              timeout=timeout_s)
-    except subprocess.TimeoutExpired as exc:
-        raise StartFailed(f"`kwokctl {args[0]} {args[1] if len(args) > 1 else ''}` did not finish within "
-                          f"{timeout_s:.0f} s") from exc
-    if done.returncode != 0:
-        raise StartFailed(f"`kwokctl {' '.join(args[:2])}` failed (exit {done.returncode}):\n"
-                          f"{done.stderr.strip()[-2000:]}")
-    return done.stdout
+        while True:
+            try:
+                out, err = proc.communicate(timeout=max(0.0, min(processes.STOP_POLL_S, deadline - time.monotonic())))
+                break
+            except subprocess.TimeoutExpired:
+                if stop():
+                    processes.stop(proc.pid, group=False, timeout_s=KWOKCTL_STOP_GRACE_S)
+                    raise Stopped(f"`{command}` stopped on request") from None
+                if time.monotonic() >= deadline:
+                    raise StartFailed(f"`{command}` did not finish within {timeout_s:.0f} s") from None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if proc.returncode != 0:
+        raise StartFailed(f"`{command}` failed (exit {proc.returncode}):\n{err.strip()[-2000:]}")
+    return out
 
 
 def _api_url(kubeconfig: Path) -> str:
@@ -180,20 +203,26 @@ def _api_url(kubeconfig: Path) -> str:
     raise StartFailed(f"no server URL in {kubeconfig}")
 
 
-def _wait_ready(kubeconfig: Path, nodes: int, timeout_s: float) -> None:
+def _wait_ready(kubeconfig: Path, nodes: int, timeout_s: float, stop: Stop) -> None:
     """Wait until the API server's /readyz answers ok, then until `nodes` nodes are Ready."""
     from kubernetes import config
 
     api = config.new_client_from_config(config_file=str(kubeconfig))
     deadline = time.monotonic() + timeout_s
     try:
-        _wait_api_ready(api, deadline, timeout_s)
-        _wait_nodes_ready(api, nodes, deadline, timeout_s)
+        _wait_api_ready(api, deadline, timeout_s, stop)
+        _wait_nodes_ready(api, nodes, deadline, timeout_s, stop)
     finally:
         api.close()
 
 
-def _wait_api_ready(api, deadline: float, timeout_s: float) -> None:  # noqa: ANN001 - ApiClient
+def _stopped(stop: Stop, what: str) -> None:
+    if stop():
+        raise Stopped(f"stopped on request while waiting for {what}")
+
+
+def _wait_api_ready(api, deadline: float, timeout_s: float,  # noqa: ANN001 - ApiClient
+                    stop: Stop = _never) -> None:
     """kwokctl's own wait runs `kubectl get --raw /healthz` every 0.5 s (a kubectl start each, 0.3-0.5 s while the
     control plane starts): polled here directly, the ready API server is noticed within READYZ_POLL_S."""
     from kubernetes.client.exceptions import ApiException
@@ -202,6 +231,7 @@ def _wait_api_ready(api, deadline: float, timeout_s: float) -> None:  # noqa: AN
 
     last = "no answer yet"
     while time.monotonic() < deadline:
+        _stopped(stop, "the API server's /readyz")
         try:
             if text(api, "/readyz", timeout_s=READYZ_TIMEOUT_S).strip() == "ok":
                 return
@@ -214,13 +244,15 @@ def _wait_api_ready(api, deadline: float, timeout_s: float) -> None:  # noqa: AN
     raise StartFailed(f"waited {timeout_s:.0f} s for the API server's /readyz to answer ok; last: {last[:500]}")
 
 
-def _wait_nodes_ready(api, count: int, deadline: float, timeout_s: float) -> None:  # noqa: ANN001 - ApiClient
+def _wait_nodes_ready(api, count: int, deadline: float, timeout_s: float,  # noqa: ANN001 - ApiClient
+                      stop: Stop) -> None:
     from sandbox.rawapi import watch
 
     ready: set[str] = set()
     last = "no node seen"
     while len(ready) < count and time.monotonic() < deadline:
-        for event in watch(api, "/api/v1/nodes", max(1, int(deadline - time.monotonic()))):
+        _stopped(stop, f"{count} Ready nodes")
+        for event in watch(api, "/api/v1/nodes", max(1, min(NODES_WATCH_SLICE_S, int(deadline - time.monotonic())))):
             node = event["object"]
             name = node.get("metadata", {}).get("name", "?")
             conds = {c.get("type"): c.get("status") for c in (node.get("status") or {}).get("conditions") or []}
@@ -233,8 +265,14 @@ def _wait_nodes_ready(api, count: int, deadline: float, timeout_s: float) -> Non
 
 
 def up(name: str, nodes: int = 1, api_port: int | None = None, tick_s: float = 5.0,
-       timeout_s: float = 180.0) -> SandboxInfo:
-    """Start the sandbox `name` with `nodes` Ready nodes and return its info; on any failure nothing is left."""
+       timeout_s: float = 180.0, owner: dict | None = None, starting: Callable[[], None] = lambda: None,
+       stop: Stop = _never) -> SandboxInfo:
+    """Start the sandbox `name` with `nodes` Ready nodes and return its info; on any failure nothing is left.
+
+    `owner` is kept in its state as given; `starting` is called once the name is known to be free, before anything
+    is created; `stop` is polled while it starts: when it turns true the start ends, removes what it started and
+    raises `Stopped`.
+    """
     _validate_name(name)
     if nodes < 1 or nodes > 50:
         raise SandboxError(f"--nodes {nodes} is out of range: use 1 to 50")
@@ -249,16 +287,17 @@ def up(name: str, nodes: int = 1, api_port: int | None = None, tick_s: float = 5
         raise PortInUse(f"port {api_port} on 127.0.0.1 is in use: pick another --api-port, or omit it for a free one")
     binaries.ensure()
     binaries.kubectl()
+    starting()
     state_dir.mkdir(parents=True)
     try:
-        return _start(name, nodes, api_port, tick_s, timeout_s, state_dir)
+        return _start(name, nodes, api_port, tick_s, timeout_s, state_dir, owner, stop)
     except BaseException:
         _teardown(name, state_dir, pids={})
         raise
 
 
 def _start(name: str, nodes: int, api_port: int | None, tick_s: float, timeout_s: float,
-           state_dir: Path) -> SandboxInfo:
+           state_dir: Path, owner: dict | None, stop: Stop) -> SandboxInfo:
     """Start the parts, overlapping what does not depend on each other: the chart repository needs no cluster and
     comes up while kwokctl starts the control plane; the emulator starts then too (its imports take 0.3-0.4 s) and
     connects as soon as the API server is up, while the nodes register."""
@@ -267,7 +306,7 @@ def _start(name: str, nodes: int, api_port: int | None, tick_s: float, timeout_s
     logs = state_dir / "logs"
     pids: dict[str, int] = {}
     info = SandboxInfo(name=name, state_dir=state_dir, kubeconfig=kubeconfig, api_url="", chart_repo_url="",
-                       nodes=nodes, pids=pids, created_at=time.time())
+                       nodes=nodes, pids=pids, created_at=time.time(), owner=owner)
     from sandbox.emulator import spirecli  # the world's own file; meshid, which imports this module, never loads it
 
     _kwok_config(state_dir / "kwokctl.yaml", _allocate_ports(state_dir, api_port))
@@ -290,15 +329,15 @@ def _start(name: str, nodes: int, api_port: int | None, tick_s: float, timeout_s
         pids["emulator"] = processes.start(
             [sys.executable, "-m", "sandbox.emulator", "--state-dir", str(state_dir), "--wait-for",
              str(state_dir / API_UP_FILE), "--wait-s", str(timeout_s + 30)], logs / "emulator.log", env=_child_env())
-        _kwokctl(args, state_dir, timeout_s + 30)
+        _kwokctl(args, state_dir, timeout_s + 30, stop)
         info.api_url = _api_url(kubeconfig)
         processes.write_atomically(state_dir / API_UP_FILE, info.api_url + "\n")  # the emulator goes on from here
-        _kwokctl(["scale", "node", "--name", name, "--replicas", str(nodes)], state_dir)
-        _wait_ready(kubeconfig, nodes, timeout_s)
+        _kwokctl(["scale", "node", "--name", name, "--replicas", str(nodes)], state_dir, stop=stop)
+        _wait_ready(kubeconfig, nodes, timeout_s, stop)
         info.chart_repo_url = processes.wait_ready(charts_ready, pids["chartrepo"], "chart repository",
-                                                   logs / "chartrepo.log", READY_TIMEOUT_S)
+                                                   logs / "chartrepo.log", READY_TIMEOUT_S, stop)
         processes.wait_ready(emulator_ready, pids["emulator"], "mesh emulator", logs / "emulator.log",
-                             READY_TIMEOUT_S)
+                             READY_TIMEOUT_S, stop)
     finally:
         _save(info)
     return info
@@ -331,9 +370,26 @@ def set_faults(name: str, **knobs: object) -> dict:
 
 
 def down(name: str) -> None:
-    """Stop every process of the sandbox `name` and remove its files; raises UnknownSandbox if there is none."""
-    info = get(name)
-    _teardown(name, info.state_dir, info.pids)
+    """Stop every process of the sandbox `name` and remove its files; raises UnknownSandbox if there is none.
+
+    A sandbox whose start never wrote its state (its starter was killed) is found by its folder and its processes'
+    command lines."""
+    _validate_name(name)
+    state_dir = _state_dir(name)
+    if (state_dir / "state.json").is_file():
+        _teardown(name, state_dir, get(name).pids)
+    elif state_dir.is_dir():
+        _teardown(name, state_dir, pids={})
+    else:
+        get(name)  # raises UnknownSandbox, naming the sandboxes there are
+
+
+def down_all() -> list[str]:
+    """Stop every sandbox on this machine, started or half-started; return their names."""
+    names = sorted(p.name for p in root().iterdir() if p.is_dir() and NAME_RE.match(p.name)) if root().is_dir() else []
+    for name in names:
+        down(name)
+    return names
 
 
 def _teardown(name: str, state_dir: Path, pids: dict[str, int]) -> None:

@@ -7,11 +7,13 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from sandbox.errors import StartFailed
+from sandbox.errors import StartFailed, Stopped
 
 READY_POLL_S = 0.02  # a stat per poll; a ready helper is noticed within 20 ms
+STOP_POLL_S = 0.1  # how often a running command is checked for a stop
 
 
 def start(argv: list[str], log: Path, env: dict[str, str] | None = None) -> int:
@@ -30,14 +32,17 @@ def write_atomically(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def wait_ready(ready_file: Path, pid: int, what: str, log: Path, timeout_s: float) -> str:
-    """Wait until `ready_file` exists and return its text; fail early if the process died."""
+def wait_ready(ready_file: Path, pid: int, what: str, log: Path, timeout_s: float,
+               stop: Callable[[], bool] = lambda: False) -> str:
+    """Wait until `ready_file` exists and return its text; fail early if the process died, or `stop` turned true."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if ready_file.exists():
             return ready_file.read_text().strip()
         if not alive(pid):
             raise StartFailed(f"{what} exited before it was ready; last lines of {log}:\n{tail(log)}")
+        if stop():
+            raise Stopped(f"stopped on request while waiting for {what}")
         time.sleep(READY_POLL_S)
     raise StartFailed(f"{what} was not ready after {timeout_s:.0f} s (waited for {ready_file}); "
                       f"last lines of {log}:\n{tail(log)}")

@@ -1,7 +1,7 @@
 """The one way a guide stage becomes a Prefect task: retries for transient errors only, artifacts, a result.
 
-A stage that fails raises `StageFailed` carrying its `StageResult`, so the task run is Failed in the UI and the
-flow still gets every check; a transient error that outlives the retries propagates as itself.
+A stage that fails (or is interrupted) raises `StageFailed` carrying its `StageResult`, so the task run is Failed in
+the UI and the flow still gets every check; a transient error that outlives the retries propagates as itself.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class StageFailed(MeshidError):
 
     def __str__(self) -> str:
         codes = ", ".join(self.result.codes)
-        return f"stage {self.result.name} failed" + (f" ({codes})" if codes else "") + (
+        return f"stage {self.result.name} {self.result.outcome.value}" + (f" ({codes})" if codes else "") + (
             f": {self.result.error}" if self.result.error else "")
 
 
@@ -81,7 +81,7 @@ def stage_task(name: str, body: StageBody) -> Task:
         for check in result.checks:
             (logger.info if not check.failed else logger.warning)("%s %s %s: %s", check.code, check.severity.value,
                                                                   check.outcome.value, check.message)
-        if result.outcome is Outcome.FAILED:
+        if result.outcome in (Outcome.FAILED, Outcome.INTERRUPTED):
             raise StageFailed(result)
         return result
 

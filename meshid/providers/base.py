@@ -72,8 +72,9 @@ class Provider(ABC):
         """Read-only checks (tools present, Docker engine reachable, inputs valid): (ok, message) each."""
 
     @abstractmethod
-    def start(self, timeout_s: float) -> ClusterHandle:
-        """Make the cluster available (the `cluster-start` stage) and return its handle."""
+    def start(self, timeout_s: float, creating: Callable[[], None] = lambda: None) -> ClusterHandle:
+        """Make the cluster available (the `cluster-start` stage) and return its handle; a provider that creates
+        the cluster calls `creating` once it knows the name is free, before it creates anything."""
 
     @abstractmethod
     def delete(self, handle: ClusterHandle, timeout_s: float) -> None:
@@ -167,12 +168,13 @@ class DockerClusterProvider(Provider):
     def preflight(self) -> list[Check]:
         return [binary_check(self.binary, self.version_args), docker_engine_check()]
 
-    def start(self, timeout_s: float) -> ClusterHandle:
+    def start(self, timeout_s: float, creating: Callable[[], None] = lambda: None) -> ClusterHandle:
         """Create the cluster; refuse (InputError) when one of that name exists, since cleanup would delete it."""
         if self._containers():
             raise InputError(self.cluster_field, f"a {self.binary} cluster named {self.cluster!r} already exists",
                              f"choose another {self.cluster_field}, delete it (`{' '.join(self.delete_argv())}`), "
                              "or use provider 'context' with its kubeconfig")
+        creating()
         self.workdir.mkdir(parents=True, exist_ok=True)
         run_cli(self.create_argv(timeout_s), f"{self.binary} create cluster {self.cluster}", timeout_s + GRACE_S,
                 self.cli_env())

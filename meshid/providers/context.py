@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +56,9 @@ class ContextProvider(Provider):
             return [(False, str(exc))]
         return [(True, f"kubeconfig {self.kubeconfig} has context {context}")]
 
-    def start(self, timeout_s: float) -> ClusterHandle:
-        """Validate (InputError before any cluster is contacted), then check the API server answers."""
+    def start(self, timeout_s: float, creating: Callable[[], None] = lambda: None) -> ClusterHandle:
+        """Validate (InputError before any cluster is contacted), then check the API server answers; creates
+        nothing."""
         context = self.validate()
         cluster = Cluster(self.kubeconfig, context, timeout_s=min(timeout_s, self.settings.api_timeout_s))
         try:

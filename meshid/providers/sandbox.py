@@ -3,13 +3,18 @@ the emulated mesh. Imported lazily, so meshid never needs the sandbox unless thi
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from meshid import interrupt
 from meshid.errors import ExternalCallError, InputError, MeshidError, matches_transient
 from meshid.models import ProviderName
 from meshid.providers.base import Check, ClusterHandle, Provider
+from meshid.runrecord import Writer
 
 
 class SandboxProvider(Provider):
-    """A one-node sandbox named after the target; its chart repository is the handle's chart mirror."""
+    """A one-node sandbox named after the target; its chart repository is the handle's chart mirror. The sandbox
+    names its owner: the run (its id and directory) and the process that started it."""
 
     name = ProviderName.SANDBOX
 
@@ -22,12 +27,18 @@ class SandboxProvider(Provider):
                             "`make sandbox-build` does it ahead)")]
         return [(True, f"sandbox binaries in {binaries.bin_dir()}")]
 
-    def start(self, timeout_s: float) -> ClusterHandle:
+    def start(self, timeout_s: float, creating: Callable[[], None] = lambda: None) -> ClusterHandle:
+        """Start the sandbox; a stop request (`meshid.interrupt`) ends the start, and nothing of it is left."""
         from sandbox import lifecycle
-        from sandbox.errors import SandboxError
+        from sandbox.errors import SandboxError, Stopped
 
+        owner = {"run_id": self.workdir.name, "run_dir": str(self.workdir), **Writer.current().model_dump()}
         try:
-            info = lifecycle.up(self.cluster, nodes=1, tick_s=self.settings.sandbox_tick_s, timeout_s=timeout_s)
+            info = lifecycle.up(self.cluster, nodes=1, tick_s=self.settings.sandbox_tick_s, timeout_s=timeout_s,
+                                owner=owner, starting=creating, stop=interrupt.requested)
+        except Stopped:
+            interrupt.check()
+            raise
         except SandboxError as exc:
             raise self._error(exc, f"start sandbox {self.cluster}") from None
         return self.handle(info.kubeconfig, None, chart_mirror=info.chart_repo_url)

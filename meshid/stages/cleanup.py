@@ -1,27 +1,39 @@
-"""cleanup: honour the cleanup policy; delete a throwaway cluster, or undo exactly what the run applied."""
+"""cleanup: honour the cleanup policy; delete a throwaway cluster, or undo exactly what the run applied
+(`meshid.recovery.clean_up`, the path every cleanup takes), and mark the run's ledger finished."""
 
 from __future__ import annotations
 
+from meshid import interrupt, recovery
 from meshid.models import CleanupPolicy
+from meshid.runrecord import Cleanup
 from meshid.stages.context import RunContext
 from meshid.stages.output import StageOutput
-from meshid.undo import undo
 
 
 def run(ctx: RunContext, out: StageOutput) -> None:
-    """Clean up per policy; a cleanup that leaves anything behind fails the stage (and so the run)."""
+    """Clean up per policy (an interrupted run counts as unfinished, not failed: `on-success` cleans it up too); a
+    cleanup that leaves anything behind fails the stage (and so the run). Only a second signal stops it."""
     policy = ctx.params.cleanup
-    keep = policy is CleanupPolicy.NEVER or (policy is CleanupPolicy.ON_SUCCESS and ctx.run_failed)
-    if ctx.handle is None:
+    keep = policy is CleanupPolicy.NEVER or (policy is CleanupPolicy.ON_SUCCESS and ctx.run_failed
+                                             and not ctx.interrupted)
+    if ctx.handle is None and not ctx.ledger.entries:
         out.check("MID070", True, "no cluster was started or reached: nothing to clean up")
+        recovery.finish(ctx.ledger, Cleanup.DONE, "run", "nothing to clean up")
     elif keep:
+        line = (f"kept per cleanup policy {policy.value}; ledger in {ctx.ledger.path}; "
+                f"`{recovery.recover_command(ctx.run_id, ctx.settings.runs_dir)}` undoes it")
         out.touch("Cluster", None, ctx.params.target.resolved_cluster, "kept", f"cleanup policy {policy.value}")
-        out.check("MID070", True, f"kept per cleanup policy {policy.value}; ledger in {ctx.ledger.path}")
-    elif ctx.handle.owned:
-        ctx.provider.delete(ctx.handle, ctx.params.timeouts.cleanup_s)
-        out.touch("Cluster", None, ctx.params.target.resolved_cluster, "deleted", f"provider {ctx.handle.provider}")
-        out.check("MID070", True, f"throwaway cluster {ctx.params.target.resolved_cluster} deleted")
+        out.check("MID070", True, line)
+        recovery.finish(ctx.ledger, Cleanup.KEPT, "run", line)
     else:
-        problems = undo(ctx.cluster, ctx.helm, ctx.ledger, ctx.params.timeouts.cleanup_s, out)
+        with interrupt.shielded():
+            try:
+                problems = recovery.clean_up(ctx, out)
+            except interrupt.Interrupted:
+                recovery.finish(ctx.ledger, Cleanup.INCOMPLETE, "run", "cleanup skipped by a second signal: finish "
+                                f"it with `{recovery.recover_command(ctx.run_id, ctx.settings.runs_dir)}`")
+                raise
         out.check("MID070", not problems, "; ".join(problems) or
-                  f"removed everything the run created ({len(out.touched)} changes undone)")
+                  f"removed everything the run created ({recovery.summary(out.touched)})")
+        recovery.finish(ctx.ledger, Cleanup.INCOMPLETE if problems else Cleanup.DONE, "run",
+                        recovery.summary(out.touched, problems))

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from meshid.ledger import CreatedCluster
 from meshid.stages.context import RunContext
 from meshid.stages.output import StageOutput
 
 
 def run(ctx: RunContext, out: StageOutput) -> None:
-    """Start the target's cluster and check its API answers."""
-    handle = ctx.handle or ctx.provider.start(ctx.params.timeouts.wait_s)
+    """Start the target's cluster and check its API answers; a cluster the provider creates is in the ledger
+    before it is created."""
+    created = CreatedCluster(ctx.params.target.provider.value, ctx.params.target.resolved_cluster)
+    handle = ctx.handle or ctx.provider.start(ctx.params.timeouts.wait_s, creating=lambda: ctx.ledger.record(created))
     ctx.handle = handle
     out.touch("Cluster", None, ctx.params.target.resolved_cluster, "started" if handle.owned else "connected",
               f"provider {handle.provider}" + (f", context {handle.context}" if handle.context else ""))

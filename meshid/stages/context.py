@@ -13,17 +13,21 @@ from pathlib import Path
 from typing import Any
 
 from meshid import tools
+from meshid.errors import InputError
 from meshid.helm import Helm, Release, covers, set_values
-from meshid.kube import Cluster
-from meshid.ledger import AppliedObject, AppliedRelease, Ledger
+from meshid.kube import Cluster, api_server
+from meshid.ledger import FILE, AppliedObject, AppliedRelease, Ledger
 from meshid.manifests import RUN_ID_ANNOTATION, stamp
-from meshid.models import ChartSource, GuideParams
+from meshid.models import ChartSource, GuideParams, ProviderName
 from meshid.providers import ClusterHandle, Provider, provider_for
+from meshid.runrecord import RunRecord, Writer
 from meshid.settings import MeshidSettings
 from meshid.stages.output import StageOutput
 
 
 APPLY_WORKERS = 4  # concurrent apply requests of one apply_all
+CRD_API = "apiextensions.k8s.io/v1"
+RUN_ENV = "MESHID_RUN_ID"  # on the run's helm subprocesses: recovery ends those a dead run left running
 
 
 def slug(text: str) -> str:
@@ -50,19 +54,39 @@ class RunContext:
     handle: ClusterHandle | None = None
     versions: dict[str, str] = field(default_factory=dict)
     run_failed: bool = False
+    interrupted: bool = False  # a signal stopped the run's stages
     stage_started: dict[str, datetime] = field(default_factory=dict)
     stage_attempts: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def create(cls, params: GuideParams, settings: MeshidSettings, run_id: str | None = None,
-               kubeconfig_text: str | None = None) -> RunContext:
-        """A new run: its id, its directory under `settings.runs_dir`, an empty ledger saved there."""
+               kubeconfig_text: str | None = None, flow_run_id: str | None = None,
+               root_flow_run_id: str | None = None) -> RunContext:
+        """A new run: its id, its directory under `settings.runs_dir`, a ledger saved there holding its record."""
         run_id = run_id or new_run_id(params)
         run_dir = (settings.runs_dir / run_id).resolve()
         run_dir.mkdir(parents=True, exist_ok=True)
-        return cls(params=params, settings=settings, run_id=run_id, run_dir=run_dir,
-                   ledger=Ledger(path=run_dir / "ledger.json"), kubeconfig_text=kubeconfig_text)
+        ctx = cls(params=params, settings=settings, run_id=run_id, run_dir=run_dir,
+                  ledger=Ledger(path=run_dir / FILE), kubeconfig_text=kubeconfig_text)
+        ctx.ledger.set_run(ctx._record(flow_run_id, root_flow_run_id))
+        return ctx
+
+    def _record(self, flow_run_id: str | None, root_flow_run_id: str | None) -> RunRecord:
+        """What recovery needs to find this run's cluster: for `context`, the kubeconfig file (the one a Secret block
+        was written to) and the API server it points at; never the kubeconfig's content."""
+        target, kubeconfig = self.params.target, None
+        if target.provider is ProviderName.CONTEXT:
+            try:
+                kubeconfig = self.provider.kubeconfig.resolve()
+            except InputError:
+                pass  # preflight names it, as a failed check
+        return RunRecord(run_id=self.run_id, target=target.name, provider=target.provider.value,
+                         cluster=target.resolved_cluster, kubeconfig=str(kubeconfig) if kubeconfig else None,
+                         context=target.context, server=api_server(kubeconfig, target.context) if kubeconfig else None,
+                         trust_domain=self.params.trust_domain, cleanup_policy=self.params.cleanup.value,
+                         writer=Writer.current(), flow_run_id=flow_run_id, root_flow_run_id=root_flow_run_id,
+                         started_at=datetime.now(UTC))
 
     @cached_property
     def provider(self) -> Provider:
@@ -82,7 +106,7 @@ class RunContext:
         if self.handle is None:
             raise RuntimeError("the cluster is not started yet: cluster-start must run first")
         return Helm(self.handle.kubeconfig, self.handle.context, tools.find(self.settings.helm_bin, self.settings.home),
-                    self.settings.home / "helm")
+                    self.settings.home / "helm", env={RUN_ENV: self.run_id})
 
     def chart_repo(self, source: ChartSource) -> str:
         """Where to install `source` from: the parameters' mirror, else the provider's, else the chart's repo."""
@@ -158,7 +182,6 @@ class RunContext:
             self.versions[f"chart/{source.chart}"] = source.version
         return installed
 
-
     def _current(self, release: Release, source: ChartSource, namespace: str, values: list[str]) -> bool:
         """Whether an installed release is deployed at the pinned chart version and holds these values already."""
         return (release.status == "deployed" and release.chart == f"{source.chart}-{source.version}"
@@ -168,7 +191,7 @@ class RunContext:
         """Names of the CRDs of API group `group` now (none asked for without a group)."""
         if group is None:
             return ()
-        crds, _ = self.cluster.list("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+        crds, _ = self.cluster.list(CRD_API, "CustomResourceDefinition")
         return tuple(sorted(c["metadata"]["name"] for c in crds if c.get("spec", {}).get("group") == group))
 
     def _absent_claim(self, name: str, namespace: str) -> bool:

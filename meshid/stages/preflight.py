@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from meshid import tools
+from meshid import recovery, tools
 from meshid.errors import ExternalCallError
 from meshid.helm import Helm
 from meshid.manifests import MANAGED_BY, MANAGED_BY_LABEL
@@ -37,8 +37,17 @@ def run(ctx: RunContext, out: StageOutput) -> None:
         out.check("MID001", False, str(exc))
     for ok, message in ctx.provider.preflight():
         out.check("MID001", ok, message)
+    _earlier_runs_finished(ctx, out)
     if p.target.provider is ProviderName.CONTEXT and not out.blocked:
         _existing_cluster(ctx, out)
+
+
+def _earlier_runs_finished(ctx: RunContext, out: StageOutput) -> None:
+    runs_dir = ctx.settings.runs_dir
+    stale = recovery.unrecovered_on(runs_dir, ctx.ledger.run)
+    commands = "; ".join(f"`{recovery.recover_command(run.run_id, runs_dir)}`" for run in stale)
+    out.check("MID090", not stale, f"{len(stale)} earlier run(s) on this cluster never finished and their process is "
+                                   f"gone: {commands}" if stale else "no unrecovered earlier run on this cluster")
 
 
 def _existing_cluster(ctx: RunContext, out: StageOutput) -> None:

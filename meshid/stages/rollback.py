@@ -1,14 +1,20 @@
-"""rollback: undo exactly what a failed rollout run applied (its ledger) and check nothing of it is left."""
+"""rollback: undo exactly what a failed or interrupted rollout run applied (its ledger, through
+`meshid.recovery.clean_up` like every cleanup) and check nothing of it is left."""
 
 from __future__ import annotations
 
+from meshid import interrupt, recovery
+from meshid.runrecord import Cleanup
 from meshid.stages.context import RunContext
 from meshid.stages.output import StageOutput
-from meshid.undo import undo
 
 
 def run(ctx: RunContext, out: StageOutput) -> None:
-    """Undo exactly what the run applied (its ledger) and check nothing of it is left (MID081)."""
-    problems = undo(ctx.cluster, ctx.helm, ctx.ledger, ctx.params.timeouts.cleanup_s, out)
+    """Undo exactly what the run applied (its ledger) and check nothing of it is left (MID081); only a second signal
+    stops it."""
+    with interrupt.shielded():
+        problems = recovery.clean_up(ctx, out)
     out.check("MID081", not problems, "; ".join(problems) or f"undid the {len(out.touched)} changes run "
                                                             f"{ctx.run_id} applied")
+    recovery.finish(ctx.ledger, Cleanup.INCOMPLETE if problems else Cleanup.DONE, "rollback",
+                    recovery.summary(out.touched, problems))

@@ -1,7 +1,8 @@
 """Run one stage body and turn what it did into a `StageResult`.
 
-Transient errors propagate, so the caller (a Prefect task with `retry_condition_fn`) retries the stage; any other
-error ends the stage as failed with the error's message, which is already redacted by meshid's exceptions.
+Transient errors propagate, so the caller (a Prefect task with `retry_condition_fn`) retries the stage; a stop request
+(`meshid.interrupt.Interrupted`) ends it as interrupted; any other error ends it as failed with the error's message,
+which is already redacted by meshid's exceptions.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from meshid.errors import MeshidError, is_transient
+from meshid.interrupt import Interrupted
 from meshid.redact import redact
 from meshid.results import StageResult
 from meshid.stages.context import RunContext
@@ -29,12 +31,13 @@ def run_stage(name: str, body: StageBody, ctx: RunContext, attempt: int = 1,
     """Run `body`; return its result, or re-raise a transient error for the caller to retry."""
     started = started_at or datetime.now(UTC)
     out = StageOutput()
-    error = None
+    error, interrupted = None, False
     try:
         body(ctx, out)
     except Exception as exc:
         if is_transient(exc):
             raise
-        error = describe(exc)
+        error, interrupted = describe(exc), isinstance(exc, Interrupted)
     return StageResult.from_checks(name, out.checks, started_at=started, attempts=attempt, http=out.http,
-                                   touched=out.touched, error=error, transient_calls=out.transient_calls)
+                                   touched=out.touched, error=error, transient_calls=out.transient_calls,
+                                   interrupted=interrupted)

@@ -1,4 +1,5 @@
-"""A real `prefect server start` on 127.0.0.1 (PREFECT_HOME in tmp) for the deployment tests, and a CLI runner for it."""
+"""A real `prefect server start` on 127.0.0.1 (PREFECT_HOME in tmp) for the deployment tests, a CLI runner for it,
+and the project's deployments deployed to it."""
 
 from __future__ import annotations
 
@@ -18,6 +19,11 @@ import pytest
 PROJECT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 STARTUP_S = 120
+EXPECTED = {
+    "fleet/nightly-validation": ("flows/fleet.py:fleet", ["0 2 * * *", "Europe/Berlin"]),
+    "fleet/fleet-rollout": ("flows/fleet.py:fleet", []),
+    "guide/guide-manual": ("flows/guide.py:guide", []),
+}
 
 
 @dataclass(frozen=True)
@@ -86,3 +92,23 @@ def prefect_server(tmp_path_factory) -> Iterator[Server]:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+@pytest.fixture(scope="package")
+def deployed(prefect_server) -> dict[str, object]:
+    """Setup and `prefect --no-prompt deploy --all` from the project directory; the deployments by name."""
+    from prefect.client.orchestration import get_client
+
+    from tests.conftest import require_private_netns
+
+    require_private_netns()
+    before = (PROJECT / "prefect.yaml").read_bytes()
+    first = prefect_server.run("python", "-m", "deployments.setup").stdout
+    assert "work pool meshid (process): created" in first and "meshid-fleet (4): created" in first
+    assert "SKIPPED, no --notify-block given" in first and "--notify-block meshid-alerts" in first
+    again = prefect_server.run("python", "-m", "deployments.setup").stdout
+    assert "work pool meshid (process): exists" in again and "meshid-fleet (4): exists" in again
+    prefect_server.run("prefect", "--no-prompt", "deploy", "--all")
+    assert (PROJECT / "prefect.yaml").read_bytes() == before, "deploy must not rewrite prefect.yaml"
+    with get_client(sync_client=True) as client:
+        return {name: client.read_deployment_by_name(name) for name in EXPECTED}

@@ -17,33 +17,11 @@ from pathlib import Path
 import pytest
 from prefect.client.orchestration import get_client
 
-from tests.conftest import require_private_netns
-from tests.deployments.conftest import PROJECT
+from tests.deployments.conftest import EXPECTED, PROJECT
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"]
-EXPECTED = {
-    "fleet/nightly-validation": ("flows/fleet.py:fleet", ["0 2 * * *", "Europe/Berlin"]),
-    "fleet/fleet-rollout": ("flows/fleet.py:fleet", []),
-    "guide/guide-manual": ("flows/guide.py:guide", []),
-}
-
-
-@pytest.fixture(scope="module")
-def deployed(prefect_server) -> dict[str, object]:
-    """Setup and `prefect --no-prompt deploy --all` from the project directory; the deployments by name."""
-    require_private_netns()
-    before = (PROJECT / "prefect.yaml").read_bytes()
-    first = prefect_server.run("python", "-m", "deployments.setup").stdout
-    assert "work pool meshid (process): created" in first and "meshid-fleet (4): created" in first
-    assert "SKIPPED, no --notify-block given" in first and "--notify-block meshid-alerts" in first
-    again = prefect_server.run("python", "-m", "deployments.setup").stdout
-    assert "work pool meshid (process): exists" in again and "meshid-fleet (4): exists" in again
-    prefect_server.run("prefect", "--no-prompt", "deploy", "--all")
-    assert (PROJECT / "prefect.yaml").read_bytes() == before, "deploy must not rewrite prefect.yaml"
-    with get_client(sync_client=True) as client:
-        return {name: client.read_deployment_by_name(name) for name in EXPECTED}
 
 
 def test_deploy_registers_the_three_deployments_with_schedules_and_parameters(deployed):

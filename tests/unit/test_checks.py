@@ -10,7 +10,7 @@ import pytest
 from meshid.checks import CATALOGUE, doc, result
 from meshid.results import Outcome, Severity
 
-WARN_CODES = {"MID006", "MID007", "MID008", "MID013", "MID031", "MID062"}
+WARN_CODES = {"MID006", "MID007", "MID008", "MID013", "MID031", "MID062", "MID090"}
 ALL_CODES = {
     *WARN_CODES,
     *"MID001 MID002 MID003 MID004 MID005 MID010 MID011 MID012 MID014 MID020 MID021 MID022 MID023 MID030".split(),

@@ -304,6 +304,8 @@ def test_fleet_report_json_has_the_ci_shape_and_fails_on_a_failed_target():
     passed = FleetReport(fleet_run_id="f2", mode="validate", results=[_result("a"), _result("b", Outcome.SKIPPED)])
     assert passed.outcome is Outcome.PASSED
     assert passed.model_copy(update={"halted": "wave 1 rejected"}).outcome is Outcome.FAILED
+    stopped = passed.model_copy(update={"interrupted": "SIGTERM", "results": [_result("a", Outcome.FAILED)]})
+    assert stopped.outcome is Outcome.INTERRUPTED and stopped.to_json_dict()["interrupted"] == "SIGTERM"
 
 
 def test_rollout_state_round_trips_and_a_missing_one_is_bad_input(tmp_path):

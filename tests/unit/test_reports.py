@@ -177,3 +177,21 @@ def test_markdown_table_escapes_html_pipes_and_newlines():
     assert table.splitlines() == [
         "| a |", "| --- |", "| x\\|y<br>z |", "|  |", "| &lt;b&gt;&amp;&lt;/b&gt; token: &lt;redacted&gt; |"
     ]
+
+
+def test_an_interrupted_run_names_the_signal_and_stages_in_json_junit_and_markdown(tmp_path):
+    stopped = StageResult.from_checks("install", [], started_at=T0, ended_at=T0 + timedelta(seconds=1),
+                                      error="interrupted by SIGTERM", interrupted=True)
+    never = stage("demo", outcome=Outcome.SKIPPED, error="not started: the run was interrupted by SIGTERM")
+    report = RunReport.build(run_id="run-8", target=TargetRef(name="a", provider="sandbox"), trust_domain="x.org",
+                             stages=[stage("preflight"), stopped, never, stage("cleanup")], versions={},
+                             started_at=T0, ended_at=T0 + timedelta(seconds=3), signal="SIGTERM",
+                             interrupted_stages=["install"])
+    doc = json.loads(reports.write_json(report, tmp_path / "r.json").read_text())
+    assert (doc["outcome"], doc["signal"], doc["interrupted_stages"]) == ("interrupted", "SIGTERM", ["install"])
+    assert [s["outcome"] for s in doc["stages"]] == ["passed", "interrupted", "skipped", "passed"]
+    root = ET.fromstring(reports.junit_xml([report]).split("\n", 1)[1])
+    assert (root.get("failures"), root.get("errors"), root.get("skipped")) == ("0", "1", "1")
+    error = root.find(".//testcase[@name='install']/error")
+    assert error is not None and error.get("type") == "interrupted" and "SIGTERM" in error.get("message")
+    assert "INTERRUPTED by SIGTERM at `install`" in reports.run_summary_markdown(report)

@@ -118,3 +118,15 @@ def test_to_json_dict_has_exactly_the_documented_shape():
 def test_report_round_trips_through_json():
     r = report(stage("deny", result("MID060", False, "HTTP 200"), http=HttpExchange(status=None, body="", error="x")))
     assert RunReport.model_validate_json(r.model_dump_json()) == r
+
+
+def test_a_signal_makes_the_run_interrupted_whatever_its_stages_did_and_names_the_stopped_ones():
+    stopped = StageResult.from_checks("wait", [], started_at=T0, ended_at=T0, error="interrupted by SIGINT",
+                                      interrupted=True)
+    assert stopped.outcome is Outcome.INTERRUPTED
+    r = RunReport.build(run_id="r", target=TargetRef(name="a", provider="kind"), trust_domain="x.org",
+                        stages=[stage("deny", result("MID060", False, "HTTP 200")), stopped], versions={},
+                        started_at=T0, ended_at=T0, signal="SIGINT", interrupted_stages=["wait"])
+    assert r.outcome is Outcome.INTERRUPTED and r.failed_stage == "deny" and r.stopped_at == "wait"
+    assert r.to_json_dict()["interrupted_stages"] == ["wait"]
+    assert "signal" not in report(stage("deny")).to_json_dict(), "a run that was not interrupted keeps its shape"
