@@ -43,7 +43,7 @@ from meshid import __version__, interrupt, recovery, reports
 from meshid.fleet import (FLEET_LIMIT, CircuitBreaker, FleetMode, FleetReport, FleetSpec, Job, RolloutState, Scheduler,
                           TargetResult, fleet_dir, jobs, plan_waves, wave_check)
 from meshid.models import GuideParams
-from meshid.results import Outcome, RunReport, TargetRef
+from meshid.results import SUCCESS, Outcome, RunReport, TargetRef
 from meshid.settings import load_settings
 from meshid.runrecord import Cleanup
 from meshid.settings import MeshidSettings
@@ -74,7 +74,7 @@ def _target_report(ctx: RunContext, mode: FleetMode) -> RunReport:
         recovery.finish(ctx.ledger, Cleanup.DONE, "run", "nothing to clean up: a plan changes nothing")
         return report
     report = run_guide(ctx)
-    if mode is FleetMode.ROLLOUT and report.outcome is not Outcome.PASSED and ctx.ledger.entries:
+    if mode is FleetMode.ROLLOUT and report.outcome not in SUCCESS and ctx.ledger.entries:
         report = report.model_copy(update={"stages": [*report.stages,
                                                       resolve("rollback", rollback.submit(quote(ctx)), ctx)]})
     return report
@@ -224,7 +224,7 @@ def rollout(spec: FleetSpec, fleet_run_id: str, runs_dir: Path, runner: ThreadPo
 
     def record(result: TargetResult) -> None:
         state.results.append(result)
-        if result.outcome is Outcome.PASSED:
+        if result.outcome in SUCCESS:
             state.completed.append(result.key)
         state.save(runs_dir)
         on_result(result)

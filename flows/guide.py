@@ -24,12 +24,13 @@ from meshid import __version__, diagnostics, interrupt, reports
 from meshid.models import GuideParams
 from meshid.results import Outcome, RunReport, StageResult, TargetRef
 from meshid.settings import load_settings
-from meshid.stages import DEPENDS, FINALLY, STAGES
+from meshid.stages import FINALLY, STAGES, graph
 from meshid.stages.context import RunContext
 from meshid.stages.runner import describe
 from tasks import (apply_demo, apply_mesh_identity, apply_permission, cleanup, cluster_start,
-                   connectivity_after_permission, connectivity_before_permission, enable_injection,
-                   install_kong_mesh, install_spire, preflight, register_spiffe_ids, restart_workloads)
+                   connectivity_after_permission, connectivity_before_permission, connectivity_probe,
+                   enable_injection, install_kong_mesh, install_spire, preflight, register_spiffe_ids,
+                   restart_workloads)
 from tasks import artifact_sink
 from tasks.stage import StageFailed, artifact_key
 
@@ -38,7 +39,8 @@ TASKS = {task.name: task for task in (
     install_spire.install_spire, enable_injection.enable_injection, register_spiffe_ids.register_spiffe_ids,
     apply_mesh_identity.apply_mesh_identity, restart_workloads.restart_workloads,
     connectivity_before_permission.connectivity_before_permission, apply_permission.apply_permission,
-    connectivity_after_permission.connectivity_after_permission, cleanup.cleanup)}
+    connectivity_after_permission.connectivity_after_permission, connectivity_probe.connectivity_probe,
+    cleanup.cleanup)}
 assert set(TASKS) == set(STAGES), "every stage has exactly one task"
 STOP_POLL_S = 0.1  # how often the stage loop looks for a stop request while stages run
 NOT_STARTED = "not started: the run was"  # a stage a stop request kept from starting
@@ -75,9 +77,9 @@ def _skipped(name: str, why: str) -> StageResult:
 
 
 def run_stages(ctx: RunContext, on_done) -> dict[str, StageResult]:
-    """Run every stage of DEPENDS as soon as its dependencies passed; skip those whose dependencies did not, and
-    every one not started once the run is stopped."""
-    pending = dict(DEPENDS)
+    """Run every stage of the run's mode as soon as its dependencies passed; skip those whose dependencies did not,
+    and every one not started once the run is stopped."""
+    pending = dict(graph(ctx.params.mode)[1])
     running: dict[str, PrefectFuture] = {}
     results: dict[str, StageResult] = {}
     while pending or running:
@@ -124,8 +126,10 @@ def run_guide(ctx: RunContext) -> RunReport:
     started = datetime.now(UTC)
     progress = artifact_sink.progress(artifact_key(ctx, "progress"), f"stages of {ctx.run_id}")
 
+    order = graph(ctx.params.mode)[0]
+
     def advance(results: dict[str, StageResult]) -> None:
-        progress(100.0 * len(results) / len(STAGES))
+        progress(100.0 * len(results) / len(order))
 
     results = run_stages(ctx, advance)
     ctx.run_failed = any(r.outcome is Outcome.FAILED for r in results.values())
@@ -141,14 +145,15 @@ def run_guide(ctx: RunContext) -> RunReport:
             get_run_logger().warning("collecting diagnostics failed: %s", describe(exc))
     results[FINALLY] = resolve(FINALLY, TASKS[FINALLY].submit(quote(ctx)), ctx)
     advance(results)
-    stages = [results[n] for n in STAGES]
+    stages = [results[n] for n in order]
     signum = interrupt.received()
     report = RunReport.build(run_id=ctx.run_id, target=TargetRef(name=ctx.params.target.name,
                                                                    provider=ctx.params.target.provider.value),
                              trust_domain=ctx.params.trust_domain, stages=stages,
                              versions={"meshid": __version__, **ctx.versions}, started_at=started,
                              diagnostics_dir=diag_dir, signal=interrupt.signal_name(signum) if signum else None,
-                             interrupted_stages=interrupted_stages(stages) if signum else ())
+                             interrupted_stages=interrupted_stages(stages) if signum else (),
+                             fixtures=(ctx.params.namespaces.probe,))
     ctx.ledger.update_run(outcome=report.outcome.value, stage=report.stopped_at or report.failed_stage,
                           signal=report.signal)
     reports.write_json(report, ctx.run_dir / "report.json")
@@ -175,8 +180,8 @@ def start_run(params: GuideParams) -> RunContext:
 
 def end_state(report: RunReport, ctx: RunContext, where: str, data) -> State:  # noqa: ANN001 - the state's data
     """Completed when passed, Cancelled when interrupted (the cleanup's line in the message), else Failed."""
-    if report.outcome is Outcome.PASSED:
-        return Completed(message=f"passed on {where}", data=data)
+    if report.outcome in (Outcome.PASSED, Outcome.UNCHANGED):
+        return Completed(message=f"{report.outcome.value} on {where}", data=data)
     if report.outcome is Outcome.INTERRUPTED:
         run = ctx.ledger.run
         return Cancelled(message=f"interrupted by {report.signal} at {report.stopped_at} on {where}; cleanup: "

@@ -170,6 +170,13 @@ CATALOGUE: dict[str, CheckSpec] = {
             "is injected, and its sidecar's stats (`kubectl port-forward KV-POD 9901`, then `/stats`).",
         ),
         CheckSpec(
+            "MID064", "The negative probe is denied while the demo is allowed", _FAIL,
+            "A client whose SPIFFE ID the permission does not admit must be refused while demo-app is let in: if the "
+            "probe got through, a MeshTrafficPermission on kv admits too much (an allow-all, a Prefix wider than the "
+            "demo's namespace); if it has no SPIRE entry, its denial proves nothing (check the ClusterSPIFFEIDs and "
+            "the identity_selector labels on its pod).",
+        ),
+        CheckSpec(
             "MID062", "Traffic allowed without late convergence", _WARN,
             "Allowed only after retries within the window: status ticks, SVID issuance and proxy config are slow "
             "here; check control-plane and SPIRE agent load if the delay grows.",
@@ -192,6 +199,13 @@ CATALOGUE: dict[str, CheckSpec] = {
             "MID090", "No unrecovered earlier run on this cluster", _WARN,
             "An earlier run on this cluster never finished and its process is gone, so what it applied may still be "
             "there: run the `meshid recover` command in the message (`meshid runs` lists every run's state).",
+        ),
+        CheckSpec(
+            "MID091", "The identity switch affects only what the rollout covers", _FAIL,
+            "The MeshIdentity's selector gives identity to workloads beyond meshid's own (their traffic with "
+            "unselected workloads stops) or to servers whose legacy `from` permissions it would break: narrow "
+            "`identity_selector` to a label only ready workloads carry, let meshid apply the `rules` equivalents "
+            "plan proposes (`translate_permissions: true`), or go on knowingly (`accept_impact: true`).",
         ),
     )
 }

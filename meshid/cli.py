@@ -84,6 +84,13 @@ def _print_rows(rows: list[dict], output: str, empty: str, columns: dict[str, in
             print(" ".join(f"{cell:<{width}}" for cell, width in zip(cells, columns.values())).rstrip())
 
 
+def _sandbox_traffic(args: argparse.Namespace) -> int:
+    from sandbox import lifecycle
+
+    print(json.dumps(lifecycle.traffic(args.name), indent=2))
+    return EXIT_OK
+
+
 def _sandbox_faults(args: argparse.Namespace) -> int:
     from sandbox import lifecycle
 
@@ -146,6 +153,13 @@ def run_params(args: argparse.Namespace) -> dict:
         params["charts"] = {"mirror": args.chart_mirror}
     if args.spire_persistence:
         params["spire_persistence"] = args.spire_persistence
+    if args.mode:
+        params["mode"] = args.mode
+    if args.identity_selector:
+        params["identity_selector"] = dict(pair.partition("=")[::2] for pair in args.identity_selector)
+    for flag in ("accept_impact", "translate_permissions", "keep_probe"):
+        if getattr(args, flag):
+            params[flag] = True
     return {**params, **spire_namespaces(args)}
 
 
@@ -225,7 +239,7 @@ def _run(args: argparse.Namespace) -> int:
               f"{_cleanup_line(runs_dir, report['run_id'])}")
         return _interrupted_exit("")
     print(f"run {report['outcome']}" + (f" at {report['failed_stage']}" if report["failed_stage"] else ""))
-    return EXIT_OK if state.is_completed() and report["outcome"] == "passed" else EXIT_FAILED
+    return EXIT_OK if state.is_completed() and report["outcome"] in ("passed", "unchanged") else EXIT_FAILED
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -301,6 +315,16 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                      help="ClusterSPIFFEID as in the guide (ignored by SPIRE) or with the chart's className")
     run.add_argument("--chart-mirror", help="chart repository URL to install every chart from")
     _add_spire_release(run)
+    run.add_argument("--mode", choices=["validate", "rollout"], help="validate (default): the guide's order, the "
+                     "denial before the permission; rollout: an existing cluster in production order, permissions "
+                     "first, no denial window, the negative probe proves enforcement")
+    run.add_argument("--identity-selector", action="append", metavar="LABEL=VALUE",
+                     help="the MeshIdentity's dataplane matchLabels (repeatable; default {}: every data plane)")
+    run.add_argument("--accept-impact", action="store_true",
+                     help="rollout: go on although workloads beyond meshid's own get identity")
+    run.add_argument("--translate-permissions", action="store_true",
+                     help="rollout: apply the rules equivalents of the legacy from permissions the switch breaks")
+    run.add_argument("--keep-probe", action="store_true", help="keep the negative probe after the run")
     run.add_argument("--spire-persistence", choices=["pvc", "emptyDir"],
                      help="spire-server.persistence.type (default pvc: a claim, which needs a default StorageClass)")
     run.add_argument("--json-report", help="write the JSON report here")
@@ -332,6 +356,9 @@ def _add_sandbox(sub: argparse._SubParsersAction) -> None:
     faults.add_argument("--name", required=True)
     faults.add_argument("--set", action="append", metavar="KEY=VALUE")
     faults.set_defaults(func=_sandbox_faults)
+    traffic = cmds.add_parser("traffic", help="what a sandbox's data plane allowed and denied, per client and server")
+    traffic.add_argument("--name", required=True)
+    traffic.set_defaults(func=_sandbox_traffic)
 
 
 def _fleet(args: argparse.Namespace) -> int:

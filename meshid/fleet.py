@@ -24,10 +24,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from meshid import checks
 from meshid.errors import InputError, input_error, pydantic_error
 from meshid.kube import api_server, load_kubeconfig
-from meshid.models import CleanupPolicy, GuideParams, ProviderName, Target, TrustDomain, parse_params
+from meshid.models import CleanupPolicy, GuideParams, ProviderName, RunMode, Target, TrustDomain, parse_params
 from meshid.redact import redact
 from meshid.reports import markdown_table
-from meshid.results import CheckResult, Outcome, RunReport, StageResult, TargetRef
+from meshid.results import SUCCESS, CheckResult, Outcome, RunReport, StageResult, TargetRef
 from meshid.stages.context import slug
 
 CANARY_LABEL, CANARY_VALUE = "wave", "canary"
@@ -109,7 +109,12 @@ class FleetSpec(_Model):
     resume_from: str | None = Field(None, min_length=1, description="Rollout: id of an earlier, halted fleet run; "
                                     "targets that completed there are skipped.")
     guide: dict[str, Any] = Field(default_factory=dict, description="Guide parameters applied to every run, e.g. "
-                                  "{charts: {mirror: URL}, timeouts: {wait_s: 600}} (not target or trust_domain).")
+                                  "{charts: {mirror: URL}, timeouts: {wait_s: 600}, identity_selector: {k: v}} (not "
+                                  "target, trust_domain or mode).")
+    accept_impact: bool = Field(False, description="Rollout: go on on clusters where the identity switch affects "
+                                "workloads beyond meshid's own (plan lists them); without it such a cluster halts.")
+    translate_permissions: bool = Field(False, description="Rollout: apply the `rules` equivalent plan proposes for "
+                                        "each legacy `from` permission the switch would break, before it switches.")
 
     @model_validator(mode="after")
     def _consistent(self) -> FleetSpec:
@@ -159,6 +164,10 @@ class FleetSpec(_Model):
         for key in ("target", "trust_domain"):
             if key in self.guide:
                 raise pydantic_error(f"{key} comes from the fleet's {key}s", f"remove guide.{key}", f"guide.{key}")
+        for key in ("mode", "accept_impact", "translate_permissions"):
+            if key in self.guide:
+                raise pydantic_error(f"{key} comes from the fleet's own {key}", f"remove guide.{key} (set the "
+                                     f"fleet's {key})", f"guide.{key}")
         if self.mode is FleetMode.ROLLOUT and self.guide.get("cleanup", "never") != CleanupPolicy.NEVER.value:
             raise pydantic_error("a rollout keeps its changes (and rolls back failed clusters itself)",
                                  "remove guide.cleanup", "guide.cleanup")
@@ -168,10 +177,13 @@ class FleetSpec(_Model):
             raise pydantic_error(exc.problem, exc.fix, f"guide.{exc.field}") from None
 
     def params_for(self, target: Target, trust_domain: str) -> GuideParams:
-        """The guide parameters of one run: the `guide` overrides, the target and trust domain (and in a rollout,
-        cleanup never)."""
+        """The guide parameters of one run: the `guide` overrides, the target and trust domain; a rollout (and the
+        plan of one) runs in rollout order, and a rollout keeps its changes (cleanup never)."""
         data = copy.deepcopy(self.guide)
         data.update(target=target.model_dump(mode="json"), trust_domain=trust_domain)
+        if self.mode is not FleetMode.VALIDATE:
+            data.update(mode=RunMode.ROLLOUT.value, accept_impact=self.accept_impact,
+                        translate_permissions=self.translate_permissions)
         if self.mode is FleetMode.ROLLOUT:
             data["cleanup"] = CleanupPolicy.NEVER.value
         return parse_params(data)
@@ -406,7 +418,7 @@ class FleetReport(BaseModel):
             parts.append(markdown_table(["code", "outcome", "message"],
                                         [[c.code, c.outcome.value, c.message] for c in self.checks]))
         rows = [[r.target, r.trust_domain, r.wave, r.outcome.value, r.failed_stage, ", ".join(r.codes),
-                 f"{r.duration_s:.1f}", r.rolled_back, r.reason if r.outcome is not Outcome.PASSED else "",
+                 f"{r.duration_s:.1f}", r.rolled_back, r.reason if r.outcome not in SUCCESS else "",
                  r.run_url or r.run_id] for r in self.results]
         parts.append(markdown_table(["target", "trust domain", "wave", "outcome", "failed stage", "codes", "seconds",
                                      "rolled back", "reason", "run"], rows))

@@ -16,9 +16,15 @@ mesh). Once a selected proxy carries its SPIRE identity, on Kong Mesh 2.12:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from meshid.dataplanes import Dataplane, matches_labels, policy_applies, ref_selects
+from meshid.dataplanes import Dataplane, dataplanes, matches_labels, policy_applies, ref_selects
+from meshid.errors import InputError
+from meshid.kube import ApiError
+
+if TYPE_CHECKING:
+    from meshid.kube import Cluster
+    from meshid.models import GuideParams
 
 Obj = dict[str, Any]
 FROM_RANK = {"Mesh": 1, "MeshSubset": 2, "MeshService": 3, "MeshServiceSubset": 4}  # Kuma: more specific wins
@@ -146,3 +152,30 @@ def analyse(dataplanes: list[Dataplane], permissions: list[Obj], plan: IdentityP
     impact.workloads = sorted({f"{dp.namespace}/{dp.workload}" for dp in others})
     impact.restarts = sorted({f"{dp.namespace}/{dp.workload}" for dp in others if not dp.spire_socket})
     return impact
+
+
+def plan_of(params: GuideParams) -> IdentityPlan:
+    """The identity switch a run's parameters make."""
+    def render(namespace: str, service_account: str) -> str:
+        try:
+            return params.spiffe_id(namespace, service_account).removeprefix(f"spiffe://{params.trust_domain}")
+        except InputError:  # a path needing pod labels: preflight fails it (MID003) before anything changes
+            return f"/ns/{namespace}/sa/{service_account}"
+
+    ns = params.namespaces
+    return IdentityPlan(dict(params.identity_selector), params.trust_domain, render,
+                        frozenset({ns.demo, ns.probe}), ns.control_plane)
+
+
+def scan(cluster: Cluster, params: GuideParams) -> tuple[Impact, list[Dataplane]]:
+    """The impact of the run's identity switch on the cluster as it is now (nothing when Kong Mesh is not there)."""
+    pods, _ = cluster.list("v1", "Pod")
+    services, _ = cluster.list("v1", "Service")
+    try:
+        permissions, _ = cluster.list("kuma.io/v1alpha1", "MeshTrafficPermission")
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        permissions = []  # no Kong Mesh yet: no permission to break
+    found = dataplanes(pods, services)
+    return analyse(found, permissions, plan_of(params)), found

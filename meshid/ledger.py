@@ -99,6 +99,13 @@ class Ledger:
             self.entries = [e for e in self.entries if not entry.same(e)]
             self._save()
 
+    def forget_namespace(self, namespace: str) -> None:
+        """Drop the records of a namespace and of everything in it: it was deleted with all it held."""
+        with self._lock:
+            self.entries = [e for e in self.entries if not isinstance(e, AppliedObject)
+                            or (e.namespace != namespace and not (e.kind == "Namespace" and e.name == namespace))]
+            self._save()
+
     def clear(self) -> None:
         """Drop every change: the cluster that held them is gone."""
         with self._lock:

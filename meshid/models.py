@@ -280,6 +280,17 @@ class GuideParams(_Model):
                                         "(before anything switches); without it such a cluster halts.")
     keep_probe: bool = Field(False, description="Keep the negative probe's namespace and workload after the run.")
 
+    @model_validator(mode="after")
+    def _rollout_on_existing_clusters(self) -> GuideParams:
+        if self.mode is RunMode.ROLLOUT and self.target.provider is not ProviderName.CONTEXT:
+            raise pydantic_error(f"a rollout configures an existing cluster, not a {self.target.provider.value} one "
+                                 "it would start", "use provider context with a kubeconfig, or mode validate", "mode")
+        if self.namespaces.probe in (self.namespaces.demo, self.namespaces.control_plane, self.namespaces.spire):
+            raise pydantic_error(f"the probe's namespace {self.namespaces.probe} is also the demo's, the control "
+                                 "plane's or SPIRE's", "give the negative probe a namespace of its own",
+                                 "namespaces.probe")
+        return self
+
     @property
     def spire(self) -> SpireRelease:
         """The SPIRE release the run installs or checks, with the names the chart derives from it."""
@@ -292,8 +303,12 @@ class GuideParams(_Model):
 
     def workload_id(self) -> str:
         """The SPIFFE ID the MeshIdentity gives the demo workloads; InputError when the path needs pod labels."""
-        td, ns = self.trust_domain, self.namespaces.demo
-        return f"spiffe://{td}{render_path(self.identity_path, ns, DEMO_SERVICE_ACCOUNT, td)}"
+        return self.spiffe_id(self.namespaces.demo)
+
+    def spiffe_id(self, namespace: str, service_account: str = DEMO_SERVICE_ACCOUNT) -> str:
+        """The SPIFFE ID the MeshIdentity gives a workload of `namespace` running as `service_account`."""
+        td = self.trust_domain
+        return f"spiffe://{td}{render_path(self.identity_path, namespace, service_account, td)}"
 
     def permission_gap(self) -> str | None:
         """Preflight warning: the permission does not match the demo workloads' SPIFFE ID (traffic stays denied)."""

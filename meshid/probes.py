@@ -30,13 +30,17 @@ def serving_pod(cluster: Cluster, namespace: str, service: str) -> str:
     if svc is None:
         raise ExternalCallError(f"port-forward svc/{service}", f"service {namespace}/{service} does not exist")
     selector = ",".join(f"{k}={v}" for k, v in sorted(svc["spec"].get("selector", {}).items()))
+    return ready_pod(cluster, namespace, selector, f"port-forward svc/{service}")
+
+
+def ready_pod(cluster: Cluster, namespace: str, selector: str, what: str) -> str:
+    """The newest Running, Ready, not terminating pod of a label selector; a transient error when there is none."""
     pods, _ = cluster.list("v1", "Pod", namespace, label_selector=selector)
     for pod in sorted(pods, key=lambda p: p["metadata"]["creationTimestamp"], reverse=True):
         ready = any(c["type"] == "Ready" and c["status"] == "True" for c in pod.get("status", {}).get("conditions", []))
         if ready and pod["status"].get("phase") == "Running" and not pod["metadata"].get("deletionTimestamp"):
             return pod["metadata"]["name"]
-    raise ExternalCallError(f"port-forward svc/{service}", f"no Running and Ready pod matches {selector}",
-                            transient=True)
+    raise ExternalCallError(what, f"no Running and Ready pod in {namespace} matches {selector}", transient=True)
 
 
 @dataclass

@@ -18,16 +18,22 @@ class Severity(StrEnum):
 
 
 class Outcome(StrEnum):
-    """Outcome of a stage; checks only ever pass or fail (`Verdict`), runs also end interrupted (`RunOutcome`)."""
+    """Outcome of a stage; checks only ever pass or fail (`Verdict`), runs also end interrupted or unchanged
+    (`RunOutcome`)."""
 
     PASSED = "passed"
     FAILED = "failed"
     SKIPPED = "skipped"
     INTERRUPTED = "interrupted"  # a signal stopped it while it ran
+    UNCHANGED = "unchanged"  # a run that passed and found everything as asked: it changed nothing
 
 
 Verdict = Literal[Outcome.PASSED, Outcome.FAILED]
-RunOutcome = Literal[Outcome.PASSED, Outcome.FAILED, Outcome.INTERRUPTED]
+RunOutcome = Literal[Outcome.PASSED, Outcome.FAILED, Outcome.INTERRUPTED, Outcome.UNCHANGED]
+SUCCESS = frozenset({Outcome.PASSED, Outcome.UNCHANGED})  # a run (or fleet target) that needs nothing more
+# What a stage does to the cluster (Touched.action): anything else only observes or reuses what was there.
+CHANGES = frozenset({"created", "configured", "installed", "upgraded", "restarted", "deleted", "uninstalled",
+                     "rolled back", "started"})
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(lambda d: d.astimezone(UTC))]
 
 
@@ -83,6 +89,7 @@ class StageResult(_Record):
     touched: list[Touched] = []
     error: str | None = None
     transient_calls: int = Field(default=0, ge=0)
+    tables: dict[str, list[dict[str, str]]] = {}
     started_at: UtcDatetime
     ended_at: UtcDatetime
 
@@ -117,6 +124,12 @@ class StageResult(_Record):
         """Codes of the failed checks, in check order."""
         return [c.code for c in self.failed_checks]
 
+    def changed(self, fixtures: Sequence[str] = ()) -> bool:
+        """Whether the stage changed the cluster, leaving aside the run's own test fixtures (namespaces it puts up and
+        takes down each time, such as the negative probe's)."""
+        return any(t.action in CHANGES and t.namespace not in fixtures
+                   and not (t.kind == "Namespace" and t.name in fixtures) for t in self.touched)
+
     @classmethod
     def from_checks(
         cls,
@@ -131,6 +144,7 @@ class StageResult(_Record):
         error: str | None = None,
         transient_calls: int = 0,
         interrupted: bool = False,
+        tables: Mapping[str, list[dict[str, str]]] | None = None,
     ) -> StageResult:
         """A finished stage: interrupted when a signal stopped it, failed on `error` or on any blocking check, else
         passed; `ended_at` defaults to now."""
@@ -144,6 +158,7 @@ class StageResult(_Record):
             touched=list(touched),
             error=error,
             transient_calls=transient_calls,
+            tables=dict(tables or {}),
             started_at=started_at,
             ended_at=ended_at or datetime.now(UTC),
         )
@@ -187,15 +202,23 @@ class RunReport(_Record):
         diagnostics_dir: str | None = None,
         signal: str | None = None,
         interrupted_stages: Sequence[str] = (),
+        fixtures: Sequence[str] = (),
     ) -> RunReport:
         """The report: interrupted when `signal` stopped it (in `interrupted_stages`), else failed at its first failed
-        stage if any; `ended_at` defaults to now."""
+        stage if any, else unchanged when no stage changed the cluster (`fixtures`: see StageResult.changed), else
+        passed; `ended_at` defaults to now."""
         failed_stage = next((s.name for s in stages if s.outcome is Outcome.FAILED), None)
+        if signal:
+            outcome = Outcome.INTERRUPTED
+        elif failed_stage:
+            outcome = Outcome.FAILED
+        else:
+            outcome = Outcome.PASSED if any(s.changed(fixtures) for s in stages) else Outcome.UNCHANGED
         return cls(
             run_id=run_id,
             target=target,
             trust_domain=trust_domain,
-            outcome=Outcome.INTERRUPTED if signal else Outcome.PASSED if failed_stage is None else Outcome.FAILED,
+            outcome=outcome,
             failed_stage=failed_stage,
             stages=list(stages),
             versions=dict(versions),
@@ -234,6 +257,7 @@ class RunReport(_Record):
                     ],
                     "http": None if s.http is None else {"status": s.http.status, "body": s.http.body},
                     "error": s.error,
+                    **({"tables": s.tables} if s.tables else {}),
                 }
                 for s in self.stages
             ],

@@ -95,11 +95,17 @@ def _delete_left_hook(cluster: Cluster, hook: dict, release_namespace: str, out:
 
 
 def _wait_gone(cluster: Cluster, entry: AppliedObject, timeout_s: float) -> None:
-    where = f"{entry.namespace}/{entry.name}" if entry.namespace else entry.name
+    wait_gone(cluster, entry.api_version, entry.kind, entry.name, entry.namespace, timeout_s)
+
+
+def wait_gone(cluster: Cluster, api_version: str, kind: str, name: str, namespace: str | None,
+              timeout_s: float) -> None:
+    """Wait until an object is deleted (WaitTimeout naming it otherwise)."""
+    where = f"{namespace}/{name}" if namespace else name
     try:
-        cluster.wait(f"{entry.kind} {where} to be deleted", entry.api_version, entry.kind,
+        cluster.wait(f"{kind} {where} to be deleted", api_version, kind,
                      lambda objs: (not objs, f"{len(objs)} left" if objs else "gone"), timeout_s,
-                     namespace=entry.namespace, field_selector=f"metadata.name={entry.name}")
+                     namespace=namespace, field_selector=f"metadata.name={name}")
     except ApiError as exc:
         if exc.status != 404:
             raise  # 404: the kind itself is gone (its CRD was uninstalled), and with it the object

@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -47,6 +48,7 @@ CONTROLLERS = ("node-lifecycle-controller", "deployment-controller", "replicaset
                "persistentvolumeclaim-protection-controller", "persistentvolume-protection-controller")
 KWOKCTL_TIMEOUT_S = 300
 READY_TIMEOUT_S = 60
+TRAFFIC_TIMEOUT_S = 10
 READYZ_POLL_S = 0.05
 READYZ_TIMEOUT_S = 5  # one /readyz request
 API_UP_FILE = "api.up"  # written when kwokctl's control plane is up: the emulator, started earlier, waits for it
@@ -367,6 +369,21 @@ def set_faults(name: str, **knobs: object) -> dict:
     merged = EmulatorConfig.model_validate({**current, **knobs}).model_dump(mode="json")
     _write_emulator_config(state_dir, merged)
     return merged
+
+
+def traffic(name: str) -> list[dict]:
+    """What the sandbox's data plane allowed and denied so far, per client and server workload (`namespace/app`):
+    [{"client", "server", "allowed", "denied"}], from the emulator's status endpoint."""
+    import urllib.request
+
+    from sandbox.emulator.certs import CA_FILE
+    from sandbox.emulator.webhooks import TRAFFIC_PATH
+
+    state_dir = get(name).state_dir
+    url = (state_dir / "emulator.ready").read_text().strip()
+    tls = ssl.create_default_context(cafile=str(state_dir / "emulator" / CA_FILE))
+    with urllib.request.urlopen(url + TRAFFIC_PATH, timeout=TRAFFIC_TIMEOUT_S, context=tls) as answer:
+        return json.loads(answer.read())
 
 
 def down(name: str) -> None:

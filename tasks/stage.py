@@ -59,6 +59,8 @@ def publish(ctx: RunContext, result: StageResult) -> None:
     rows = reports.touched_rows(result)
     if rows:
         artifact_sink.table(f"{key}-touched", rows, f"what {result.name} touched")
+    for name, table in result.tables.items():
+        artifact_sink.table(f"{key}-{name}", table, f"{name} found by {result.name}")
 
 
 def stage_task(name: str, body: StageBody) -> Task:

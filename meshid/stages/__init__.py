@@ -1,4 +1,13 @@
-"""The guide's stages, in the guide's order: each module has `run(ctx, out)`; no Prefect here."""
+"""The guide's stages and the two orders a run takes them in: each stage module has `run(ctx, out)`; no Prefect here.
+
+validate (the guide's order): the MeshIdentity first, then traffic is checked denied, then the permission lets it in.
+rollout (production): the permissions first (the guide's, and the `rules` equivalents of the legacy ones the switch
+would break), then SPIRE, injection, registration, the MeshIdentity and restarts: nothing allowed is ever denied,
+and the negative probe (a client the permission does not admit) proves enforcement instead of a denial of real
+traffic. Both end with the probe and cleanup.
+"""
+
+from meshid.models import RunMode
 
 STAGES = (
     "preflight",
@@ -13,6 +22,22 @@ STAGES = (
     "connectivity-before-permission",
     "apply-permission",
     "connectivity-after-permission",
+    "connectivity-probe",
+    "cleanup",
+)
+ROLLOUT_STAGES = (
+    "preflight",
+    "cluster-start",
+    "install-kong-mesh",
+    "apply-demo",
+    "apply-permission",
+    "install-spire",
+    "enable-injection",
+    "register-spiffe-ids",
+    "apply-mesh-identity",
+    "restart-workloads",
+    "connectivity-after-permission",
+    "connectivity-probe",
     "cleanup",
 )
 
@@ -31,5 +56,25 @@ DEPENDS: dict[str, tuple[str, ...]] = {
     "connectivity-before-permission": ("restart-workloads",),
     "apply-permission": ("connectivity-before-permission",),
     "connectivity-after-permission": ("apply-permission",),
+    "connectivity-probe": ("connectivity-after-permission",),
+}
+ROLLOUT_DEPENDS: dict[str, tuple[str, ...]] = {
+    "preflight": (),
+    "cluster-start": ("preflight",),
+    "install-kong-mesh": ("cluster-start",),
+    "install-spire": ("cluster-start",),
+    "apply-demo": ("install-kong-mesh",),
+    "apply-permission": ("apply-demo",),
+    "enable-injection": ("install-kong-mesh",),
+    "register-spiffe-ids": ("install-spire", "apply-demo"),
+    "apply-mesh-identity": ("apply-permission", "enable-injection", "register-spiffe-ids"),
+    "restart-workloads": ("apply-mesh-identity",),
+    "connectivity-after-permission": ("restart-workloads",),
+    "connectivity-probe": ("connectivity-after-permission",),
 }
 FINALLY = "cleanup"  # runs after everything else, whatever happened
+
+
+def graph(mode: RunMode) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
+    """The stages of a run in `mode`, in report order, and what each waits for."""
+    return (ROLLOUT_STAGES, ROLLOUT_DEPENDS) if mode is RunMode.ROLLOUT else (STAGES, DEPENDS)

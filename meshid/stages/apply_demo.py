@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from meshid import csi
 from meshid.kube import deployment_rolled_out
-from meshid.manifests import demo_objects
+from meshid.manifests import demo_objects, probe_objects
 from meshid.stages.context import RunContext
 from meshid.stages.output import StageOutput
 from meshid.stages.waits import checked_wait
@@ -18,29 +18,37 @@ LEGACY_MTP = "kv"
 
 
 def held_by_csi(ctx: RunContext) -> tuple[str, str] | None:
-    """MID014 and why, when the SPIFFE CSI driver holds demo pods (for waits on them that gave up)."""
-    reason = csi.explain(ctx.cluster, ctx.params.namespaces.demo, ctx.params.spire)
-    return ("MID014", reason) if reason else None
-
-
-def run(ctx: RunContext, out: StageOutput) -> None:
-    """Apply the demo; every Deployment must become available (`kubectl wait --for=condition=available`)."""
+    """MID014 and why, when the SPIFFE CSI driver holds the demo's or the probe's pods (for waits on them that gave
+    up)."""
     p = ctx.params
-    ns = p.namespaces.demo
-    objects = demo_objects(p)
-    ctx.apply_all(objects, out)
-    names = [o["metadata"]["name"] for o in objects if o["kind"] == "Deployment"]
+    reasons = [r for ns in (p.namespaces.demo, p.namespaces.probe) if (r := csi.explain(ctx.cluster, ns, p.spire))]
+    return ("MID014", "; ".join(reasons)) if reasons else None
 
-    def all_available(deps: list[dict]) -> tuple[bool, str]:
+
+def _available(names: list[str]):  # noqa: ANN202 - a wait condition
+    def check(deps: list[dict]) -> tuple[bool, str]:
         by_name = {d["metadata"]["name"]: d for d in deps}
         states = {n: deployment_rolled_out(by_name[n]) if n in by_name else (False, "missing") for n in names}
         return all(done for done, _ in states.values()), "; ".join(f"{n}: {seen}" for n, (_, seen) in states.items())
 
-    available = checked_wait(out, "MID011", lambda: ctx.cluster.wait(
-        f"demo deployments available in {ns}", "apps/v1", "Deployment", all_available, p.timeouts.wait_s,
-        namespace=ns), lambda _: f"deployments {', '.join(names)} available in {ns}", lambda: held_by_csi(ctx))
-    if available is None:
-        return
+    return check
+
+
+def run(ctx: RunContext, out: StageOutput) -> None:
+    """Apply the demo and the negative probe; every Deployment must become available (`kubectl wait
+    --for=condition=available`)."""
+    p = ctx.params
+    objects = demo_objects(p) + probe_objects(p)
+    ctx.apply_all(objects, out)
+    for ns in (p.namespaces.demo, p.namespaces.probe):
+        names = [o["metadata"]["name"] for o in objects if o["kind"] == "Deployment" and o["metadata"]["namespace"] == ns]
+        available = checked_wait(out, "MID011", lambda ns=ns, names=names: ctx.cluster.wait(
+            f"deployments available in {ns}", "apps/v1", "Deployment", _available(names), p.timeouts.wait_s,
+            namespace=ns), lambda _, ns=ns, names=names: f"deployments {', '.join(names)} available in {ns}",
+            lambda: held_by_csi(ctx))
+        if available is None:
+            return
+    ns = p.namespaces.demo
     legacy = ctx.cluster.get("kuma.io/v1alpha1", "MeshTrafficPermission", LEGACY_MTP, ns)
     out.check("MID013", legacy is not None, f"legacy MeshTrafficPermission {ns}/{LEGACY_MTP} "
                                             + ("present" if legacy else "missing"))

@@ -164,7 +164,7 @@ class RunContext:
         new_release = (self.ledger.recorded(created_namespace) == created_namespace
                        and self.ledger.recorded(AppliedRelease(release, namespace, None)) is None)
         before = None if new_release else self.helm.status(release, namespace)
-        if before is not None and self._current(before, source, namespace, values):
+        if before is not None and self.release_current(before, source, namespace, values):
             out.touch("HelmRelease", namespace, release, "unchanged", f"{before.chart} revision {before.revision}")
             return before
         if before is None:
@@ -182,7 +182,7 @@ class RunContext:
             self.versions[f"chart/{source.chart}"] = source.version
         return installed
 
-    def _current(self, release: Release, source: ChartSource, namespace: str, values: list[str]) -> bool:
+    def release_current(self, release: Release, source: ChartSource, namespace: str, values: list[str]) -> bool:
         """Whether an installed release is deployed at the pinned chart version and holds these values already."""
         return (release.status == "deployed" and release.chart == f"{source.chart}-{source.version}"
                 and covers(self.helm.values(release.name, namespace), set_values(values)))

@@ -1,4 +1,4 @@
-"""What a stage body reports while it runs: checks, what it touched, the HTTP exchange, transient calls."""
+"""What a stage body reports while it runs: checks, what it touched, the HTTP exchange, transient calls, tables."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ class StageOutput:
     touched: list[Touched] = field(default_factory=list)
     http: HttpExchange | None = None
     transient_calls: int = 0
+    tables: dict[str, list[dict[str, str]]] = field(default_factory=dict)  # name -> rows, e.g. a rollout's impact
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def check(self, code: str, ok: bool, message: str) -> bool:

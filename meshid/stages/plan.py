@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from meshid.errors import ExternalCallError
 from meshid.kube import ApiError
-from meshid.manifests import Manifest, cluster_spiffe_id, demo_objects, mesh_identity, stamp, traffic_permission
+from meshid.impact import scan
+from meshid.manifests import (Manifest, cluster_spiffe_id, demo_objects, injection_env_values, mesh_identity,
+                              probe_objects, spire_values, stamp, traffic_permission)
+from meshid.models import RunMode
 from meshid.stages import preflight
 from meshid.stages.context import RunContext
 from meshid.stages.install_kong_mesh import RELEASE as KONG_MESH_RELEASE
 from meshid.stages.install_spire import CRDS_RELEASE
 from meshid.stages.output import StageOutput
+
+IMPACT = "MID091"
 
 
 def _dry_run(ctx: RunContext, obj: Manifest, namespaces: set[str]) -> tuple[str, str]:
@@ -35,19 +40,26 @@ def _dry_run(ctx: RunContext, obj: Manifest, namespaces: set[str]) -> tuple[str,
 
 
 def run(ctx: RunContext, out: StageOutput) -> None:
-    """Preflight's checks, then what helm and a server-side dry run of every manifest would do; changes nothing."""
+    """Preflight's checks (a rollout's impact among them), then what helm and a server-side dry run of every
+    manifest would do (the rules equivalents of legacy permissions too); changes nothing."""
     preflight.run(ctx, out)
-    if out.blocked:
-        return
+    if any(c.blocking and c.code != IMPACT for c in out.checks):
+        return  # an uncovered impact still gets its plan: it is what the operator decides on
     p, ns = ctx.params, ctx.params.namespaces
-    for source, release, namespace in ((p.charts.kong_mesh, KONG_MESH_RELEASE, ns.control_plane),
-                                       (p.charts.spire_crds, CRDS_RELEASE, ns.spire),
-                                       (p.charts.spire, ns.spire_release, ns.spire)):
+    for source, release, namespace, values in (
+            (p.charts.kong_mesh, KONG_MESH_RELEASE, ns.control_plane, injection_env_values(p)),
+            (p.charts.spire_crds, CRDS_RELEASE, ns.spire, []),
+            (p.charts.spire, ns.spire_release, ns.spire, spire_values(p))):
         found = ctx.helm.status(release, namespace, p.timeouts.apply_s)
-        out.touch("HelmRelease", namespace, release, "would upgrade" if found else "would install",
-                  f"{source.chart} {source.version}" + (f" over {found.chart} revision {found.revision}"
-                                                         if found else ""))
-    objects = [*demo_objects(p), cluster_spiffe_id(p), mesh_identity(p), traffic_permission(p)]
+        action = ("would install" if found is None else "unchanged"
+                  if ctx.release_current(found, source, namespace, values) else "would upgrade")
+        out.touch("HelmRelease", namespace, release, action, f"{source.chart} {source.version}" + (
+            f" over {found.chart} revision {found.revision}" if found else ""))
+    objects = [*demo_objects(p), *probe_objects(p), cluster_spiffe_id(p), mesh_identity(p)]
+    if p.mode is RunMode.ROLLOUT:
+        impact, _ = scan(ctx.cluster, p)
+        objects += [f.equivalent for f in impact.from_permissions if f.own or p.translate_permissions]
+    objects.append(traffic_permission(p))
     created = {ns.control_plane, ns.spire} | {o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"}
     rejected = []
     for obj in objects:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 from meshid import recovery, tools
 from meshid.errors import ExternalCallError
 from meshid.helm import Helm
 from meshid.manifests import MANAGED_BY, MANAGED_BY_LABEL
-from meshid.models import ProviderName
+from meshid.impact import Impact, scan
+from meshid.models import ProviderName, RunMode
 from meshid.stages.connectivity import permitting
 from meshid.stages.context import RunContext
 from meshid.stages.output import StageOutput
@@ -55,12 +58,30 @@ def _existing_cluster(ctx: RunContext, out: StageOutput) -> None:
     ctx.handle = handle
     version = ctx.cluster.version()
     out.check("MID002", True, f"context {handle.context or '(current)'} answers: Kubernetes {version}")
+    out.check("MID023", *datastore_claimable(ctx.cluster, ctx.params.spire, ctx.params.spire_persistence))
+    if ctx.params.mode is RunMode.ROLLOUT:
+        rollout_impact(ctx, out)
+        return  # a rollout finds its own earlier work in place: that is what it converges, not a leftover
     leftovers, _ = ctx.cluster.list("v1", "Namespace", label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}")
     names = [n["metadata"]["name"] for n in leftovers]
     out.check("MID006", not names, f"namespaces left by an earlier meshid run: {', '.join(names)}" if names
               else "no namespaces left by an earlier meshid run")
-    out.check("MID023", *datastore_claimable(ctx.cluster, ctx.params.spire, ctx.params.spire_persistence))
     _no_permission_yet(ctx, out)
+
+
+def rollout_impact(ctx: RunContext, out: StageOutput) -> Impact:
+    """What the identity switch would affect (a table and impact.json in the run dir); MID091 fails on anything the
+    rollout does not cover."""
+    p = ctx.params
+    impact, _ = scan(ctx.cluster, p)
+    out.tables["impact"] = impact.rows()
+    (ctx.run_dir / "impact.json").write_text(json.dumps(impact.to_json(), indent=2) + "\n", encoding="utf-8")
+    gaps = impact.uncovered(p.translate_permissions, p.accept_impact)
+    selected = f"selector {p.identity_selector or '{}'}"
+    out.check("MID091", not gaps, f"{selected}: " + ("; ".join(gaps) if gaps else
+              f"{len(impact.workloads)} other workload(s), {len(impact.from_permissions)} legacy permission(s) "
+              "affected, all covered"))
+    return impact
 
 
 def _no_permission_yet(ctx: RunContext, out: StageOutput) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from meshid.conditions import has_volume, live
 from meshid.identity import lists_identity
 from meshid.manifests import DEMO_WORKLOADS as DEPLOYMENTS
+from meshid.models import RunMode
 from meshid.stages.apply_demo import held_by_csi
 from meshid.stages.context import RunContext
 from meshid.stages.output import StageOutput
@@ -14,14 +15,23 @@ SOCKET_VOLUME = "kuma-spire-agent-socket"
 IDENTITY_SERVICE = "kv"
 
 
+def _without_socket(ctx: RunContext, ns: str) -> list[str]:
+    """The demo Deployments with a live pod that lacks the SPIRE socket volume (created before injection was on)."""
+    pods, _ = ctx.cluster.list("v1", "Pod", ns, label_selector=f"app in ({','.join(DEPLOYMENTS)})")
+    lacking = {p["metadata"].get("labels", {}).get("app") for p in live(pods) if not has_volume(p, SOCKET_VOLUME)}
+    return [name for name in DEPLOYMENTS if name in lacking]
+
+
 def run(ctx: RunContext, out: StageOutput) -> None:
-    """Restart demo-app and kv, wait for both rollouts, check the new pods and the MeshService identity."""
+    """Restart demo-app and kv (in a rollout only those whose pods lack the SPIRE socket: a restart is a moment of
+    new pods without their SVID yet), wait for the rollouts, check the pods and the MeshService identity."""
     p = ctx.params
     ns = p.namespaces.demo
-    for name in DEPLOYMENTS:
+    restart = DEPLOYMENTS if p.mode is RunMode.VALIDATE else _without_socket(ctx, ns)
+    for name in restart:
         ctx.cluster.rollout_restart(ns, name)
         out.touch("Deployment", ns, name, "restarted")
-    for name in DEPLOYMENTS:
+    for name in restart:
         if checked_wait(out, "MID050", lambda name=name: ctx.cluster.wait_rollout(ns, name, p.timeouts.wait_s),
                         lambda _, name=name: f"deployment {name} rolled out", lambda: held_by_csi(ctx)) is None:
             return

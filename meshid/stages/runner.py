@@ -40,4 +40,4 @@ def run_stage(name: str, body: StageBody, ctx: RunContext, attempt: int = 1,
         error, interrupted = describe(exc), isinstance(exc, Interrupted)
     return StageResult.from_checks(name, out.checks, started_at=started, attempts=attempt, http=out.http,
                                    touched=out.touched, error=error, transient_calls=out.transient_calls,
-                                   interrupted=interrupted)
+                                   interrupted=interrupted, tables=out.tables)

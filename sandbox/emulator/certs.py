@@ -33,6 +33,9 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
                              serialization.NoEncryption())
 
 
+CA_FILE = "ca.crt"
+
+
 def issue(out_dir: Path) -> ServingCerts:
     """Create a fresh CA and a certificate for IP 127.0.0.1 signed by it; write them (key 0600) into `out_dir`."""
     now = datetime.datetime.now(datetime.UTC)
@@ -61,6 +64,7 @@ def issue(out_dir: Path) -> ServingCerts:
     out_dir.mkdir(parents=True, exist_ok=True)
     cert_file, key_file = out_dir / "webhook.crt", out_dir / "webhook.key"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (out_dir / CA_FILE).write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))  # for the world's own readers
     key_file.touch(mode=0o600)
     key_file.write_bytes(_pem_key(key))
     return ServingCerts(cert_file, key_file, ca_cert.public_bytes(serialization.Encoding.PEM))

@@ -10,6 +10,7 @@ knobs: dropped connections and transient 503s.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import logging
@@ -137,6 +138,12 @@ class PodServer:
         self._http.server_close()
 
 
+def _workload(pod: Mapping) -> str:
+    """`namespace/app` of a pod (its `app` label, else its name)."""
+    meta = pod["metadata"]
+    return f"{meta['namespace']}/{(meta.get('labels') or {}).get('app') or meta['name']}"
+
+
 class DataPlane:
     """Starts and stops pod servers (the demo app) and sidecars (Envoy's admin API) as pods come and go, and routes
     demo-app's calls to kv through Envoy's connections."""
@@ -150,6 +157,7 @@ class DataPlane:
         self._round_robin = itertools.count()
         self._decisions: dict[tuple[str, str], policy.Decision] = {}
         self._connections = envoy.Connections()
+        self._traffic: collections.Counter[tuple[str, str, bool]] = collections.Counter()
 
     def on_pod(self, event: str, pod: Mapping) -> None:
         """Store listener: serve each scheduled demo pod and injected pod, stop when it terminates."""
@@ -234,6 +242,15 @@ class DataPlane:
             return [s for s in self._servers.values() if kuma.selects_pod(service, s.pod) and kuma.pod_ready(s.pod)], \
                 called
 
+    def traffic(self) -> list[dict]:
+        """Every decision the servers' inbounds took since the emulator started, counted per client and server
+        workload (`namespace/app`): how a test proves that traffic was never denied."""
+        with self._lock:
+            counts = dict(self._traffic)
+        pairs = sorted({(c, s) for c, s, _ in counts})
+        return [{"client": c, "server": s, "allowed": counts.get((c, s, True), 0),
+                 "denied": counts.get((c, s, False), 0)} for c, s in pairs]
+
     def _log_decision(self, client: Mapping, server: Mapping, decision: policy.Decision) -> None:
         """Log a client/server pair's decision when it differs from the last one logged."""
         pair = (client["metadata"]["uid"], server["metadata"]["uid"])
@@ -263,6 +280,8 @@ class DataPlane:
                 (server.pod.get("status") or {}).get("podIP", ""), target_port(server.pod, service_port),
                 view.permissions, sidecar)
             self._log_decision(client.pod, server.pod, decision)
+            with self._lock:
+                self._traffic[(_workload(client.pod), _workload(server.pod), decision.allowed)] += 1
             if not decision.allowed:
                 return 403, None  # RBAC: access denied
             payload = b"" if body is None else json.dumps(body).encode()

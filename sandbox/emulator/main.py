@@ -54,7 +54,7 @@ def run(state_dir: Path, stop: threading.Event) -> None:
     mirror.start()
     if not mirror.wait_synced(SYNC_TIMEOUT_S):
         raise RuntimeError(f"the API server did not answer the first lists within {SYNC_TIMEOUT_S} s")
-    url = webhooks.serve(webhooks.Admission(mirror, config, api), serving)
+    url = webhooks.serve(webhooks.Admission(mirror, config, api), serving, lambda: dataplane.traffic())
     writer.put_config_map(*PUBLISHED, {"url": url, "caBundle": base64.b64encode(serving.ca_pem).decode()})
     registrations = Registrations(mirror, writer, state_dir)
     reconciler = Reconciler(mirror, writer, config, registrations)

@@ -12,7 +12,7 @@ import json
 import logging
 import ssl
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from kubernetes.client import ApiClient
@@ -26,6 +26,7 @@ from sandbox.emulator.kubeapi import TIMEOUT_S
 from sandbox.rawapi import path, request
 
 log = logging.getLogger("emulator.webhooks")
+TRAFFIC_PATH = "/world/traffic"
 
 
 class Unavailable(Exception):
@@ -118,6 +119,12 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
 
+    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        """The world's own status (not a Kubernetes webhook): what its data plane allowed and denied."""
+        if self.path.split("?", 1)[0] != TRAFFIC_PATH:
+            return self._send(404, b"no such path", "text/plain")
+        self._send(200, json.dumps(self.server.world()).encode(), "application/json")
+
     def do_POST(self) -> None:  # noqa: N802 - http.server naming
         review = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
         request = review.get("request") or {}
@@ -165,8 +172,10 @@ class _Server(ThreadingHTTPServer):
         super().finish_request(tls, client_address)
 
 
-def serve(admission: Admission, certs: ServingCerts) -> str:
-    """Serve the webhooks in a daemon thread; return the base URL (https://127.0.0.1:<port>)."""
+def serve(admission: Admission, certs: ServingCerts, world: Callable[[], object]) -> str:
+    """Serve the webhooks, and the world's own status at GET /world/traffic (`world()` as JSON), in a daemon
+    thread; return the base URL (https://127.0.0.1:<port>)."""
     server = _Server(admission, certs)
+    server.world = world
     threading.Thread(target=server.serve_forever, name="webhooks", daemon=True).start()
     return f"https://127.0.0.1:{server.server_address[1]}"

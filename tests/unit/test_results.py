@@ -9,14 +9,17 @@ import pytest
 from pydantic import ValidationError
 
 from meshid.checks import result
-from meshid.results import HttpExchange, Outcome, RunReport, StageResult, TargetRef
+from meshid.results import HttpExchange, Outcome, RunReport, StageResult, TargetRef, Touched
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 
 
-def stage(name: str, *checks, attempts: int = 1, error: str | None = None, http=None) -> StageResult:
+def stage(name: str, *checks, attempts: int = 1, error: str | None = None, http=None,
+          touched: tuple[Touched, ...] = (Touched(kind="Namespace", namespace=None, name="demo", action="created"),)
+          ) -> StageResult:
     return StageResult.from_checks(
-        name, checks, started_at=T0, ended_at=T0 + timedelta(seconds=2.5), attempts=attempts, error=error, http=http
+        name, checks, started_at=T0, ended_at=T0 + timedelta(seconds=2.5), attempts=attempts, error=error, http=http,
+        touched=touched,
     )
 
 
@@ -130,3 +133,19 @@ def test_a_signal_makes_the_run_interrupted_whatever_its_stages_did_and_names_th
     assert r.outcome is Outcome.INTERRUPTED and r.failed_stage == "deny" and r.stopped_at == "wait"
     assert r.to_json_dict()["interrupted_stages"] == ["wait"]
     assert "signal" not in report(stage("deny")).to_json_dict(), "a run that was not interrupted keeps its shape"
+
+
+def test_a_run_that_passed_without_changing_anything_is_unchanged_and_the_probe_does_not_count():
+    seen = (Touched(kind="HelmRelease", namespace="spire", name="spire", action="unchanged"),
+            Touched(kind="Pod", namespace="kong-mesh-demo", name="kv-1", action="probed"))
+    probe = (Touched(kind="Namespace", namespace=None, name="meshid-probe", action="created"),
+             Touched(kind="Deployment", namespace="meshid-probe", name="meshid-probe", action="created"),
+             Touched(kind="Namespace", namespace=None, name="meshid-probe", action="deleted"))
+    quiet = RunReport.build(run_id="r", target=TargetRef(name="a", provider="context"), trust_domain="t",
+                            stages=[stage("apply", touched=seen), stage("probe", touched=probe)], versions={},
+                            started_at=T0, fixtures=("meshid-probe",))
+    assert quiet.outcome is Outcome.UNCHANGED and quiet.to_json_dict()["outcome"] == "unchanged"
+    changed = RunReport.build(run_id="r", target=TargetRef(name="a", provider="context"), trust_domain="t",
+                              stages=[stage("apply"), stage("probe", touched=probe)], versions={}, started_at=T0,
+                              fixtures=("meshid-probe",))
+    assert changed.outcome is Outcome.PASSED
