@@ -51,7 +51,6 @@ from meshid.stages.context import RunContext
 from meshid.stages.runner import describe
 from tasks import artifact_sink
 from tasks.plan import plan
-from tasks.rollback import rollback
 
 APPROVAL_POLL_S = 5
 LOCK_POLL_S = 2.0
@@ -61,7 +60,7 @@ OnResult = Callable[[TargetResult], None]
 
 
 def _target_report(ctx: RunContext, mode: FleetMode) -> RunReport:
-    """The plan stage alone, or the guide (with the rollback of a failed rollout)."""
+    """The plan stage alone, or the guide."""
     if mode is FleetMode.PLAN:
         started = datetime.now(UTC)
         stage = resolve("plan", plan.submit(quote(ctx)), ctx)
@@ -73,11 +72,7 @@ def _target_report(ctx: RunContext, mode: FleetMode) -> RunReport:
         ctx.ledger.update_run(outcome=report.outcome.value, stage=report.failed_stage)
         recovery.finish(ctx.ledger, Cleanup.DONE, "run", "nothing to clean up: a plan changes nothing")
         return report
-    report = run_guide(ctx)
-    if mode is FleetMode.ROLLOUT and report.outcome not in SUCCESS and ctx.ledger.entries:
-        report = report.model_copy(update={"stages": [*report.stages,
-                                                      resolve("rollback", rollback.submit(quote(ctx)), ctx)]})
-    return report
+    return run_guide(ctx)  # a rollout that fails is rolled back there
 
 
 @flow(name="fleet-target", flow_run_name="{mode}-{params.target.name}-{params.trust_domain}",

@@ -21,7 +21,7 @@ from prefect.utilities.annotations import quote
 
 from flows.cleanup_hooks import finish_cleanup
 from meshid import __version__, diagnostics, interrupt, reports
-from meshid.models import GuideParams
+from meshid.models import GuideParams, RunMode
 from meshid.results import Outcome, RunReport, StageResult, TargetRef
 from meshid.settings import load_settings
 from meshid.stages import FINALLY, STAGES, graph
@@ -32,6 +32,7 @@ from tasks import (apply_demo, apply_mesh_identity, apply_permission, cleanup, c
                    enable_injection, install_kong_mesh, install_spire, preflight, register_spiffe_ids,
                    restart_workloads)
 from tasks import artifact_sink
+from tasks.rollback import rollback
 from tasks.stage import StageFailed, artifact_key
 
 TASKS = {task.name: task for task in (
@@ -42,6 +43,7 @@ TASKS = {task.name: task for task in (
     connectivity_after_permission.connectivity_after_permission, connectivity_probe.connectivity_probe,
     cleanup.cleanup)}
 assert set(TASKS) == set(STAGES), "every stage has exactly one task"
+ROLLBACK = "rollback"  # after cleanup, in a rollout that failed or was interrupted
 STOP_POLL_S = 0.1  # how often the stage loop looks for a stop request while stages run
 NOT_STARTED = "not started: the run was"  # a stage a stop request kept from starting
 DIAGNOSTIC_KINDS = [("kuma.io/v1alpha1", "Mesh"), ("kuma.io/v1alpha1", "MeshIdentity"),
@@ -146,6 +148,8 @@ def run_guide(ctx: RunContext) -> RunReport:
     results[FINALLY] = resolve(FINALLY, TASKS[FINALLY].submit(quote(ctx)), ctx)
     advance(results)
     stages = [results[n] for n in order]
+    if ctx.params.mode is RunMode.ROLLOUT and (ctx.run_failed or ctx.interrupted) and ctx.ledger.entries:
+        stages.append(resolve(ROLLBACK, rollback.submit(quote(ctx)), ctx))  # nothing half-applied stays
     signum = interrupt.received()
     report = RunReport.build(run_id=ctx.run_id, target=TargetRef(name=ctx.params.target.name,
                                                                    provider=ctx.params.target.provider.value),

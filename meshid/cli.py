@@ -142,7 +142,9 @@ def run_params(args: argparse.Namespace) -> dict:
         if getattr(args, key):
             target[key] = getattr(args, key)
     params: dict = {"target": target, "trust_domain": args.trust_domain or settings.trust_domain,
-                    "cleanup": args.cleanup, "registration": args.registration}
+                    "registration": args.registration}
+    if args.cleanup:
+        params["cleanup"] = args.cleanup
     if args.mtp_match or args.mtp_value:
         params["permission"] = {k: v for k, v in (("type", args.mtp_match), ("value", args.mtp_value)) if v}
     if args.identity_path:
@@ -310,7 +312,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--spire-trust-domain", help="SPIRE's trust domain when it must differ (models a mismatch)")
     run.add_argument("--mtp-match", choices=["Prefix", "Exact"], help="MeshTrafficPermission match type")
     run.add_argument("--mtp-value", help="SPIFFE ID (prefix) to allow (default spiffe://<td>/ns/<demo ns>)")
-    run.add_argument("--cleanup", choices=["always", "on-success", "never"], default="always")
+    run.add_argument("--cleanup", choices=["always", "on-success", "never"],
+                     help="when to remove what the run created (default always; a rollout keeps its changes)")
     run.add_argument("--registration", choices=["as-guide", "chart-class"], default="as-guide",
                      help="ClusterSPIFFEID as in the guide (ignored by SPIRE) or with the chart's className")
     run.add_argument("--chart-mirror", help="chart repository URL to install every chart from")

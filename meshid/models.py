@@ -285,6 +285,12 @@ class GuideParams(_Model):
         if self.mode is RunMode.ROLLOUT and self.target.provider is not ProviderName.CONTEXT:
             raise pydantic_error(f"a rollout configures an existing cluster, not a {self.target.provider.value} one "
                                  "it would start", "use provider context with a kubeconfig, or mode validate", "mode")
+        if self.mode is RunMode.ROLLOUT and "cleanup" not in self.model_fields_set:
+            self.cleanup = CleanupPolicy.NEVER  # what a rollout is for: its changes stay
+        elif self.mode is RunMode.ROLLOUT and self.cleanup is not CleanupPolicy.NEVER:
+            raise pydantic_error(f"a rollout keeps its changes, but cleanup is {self.cleanup.value}",
+                                 "leave cleanup out (a rollout never cleans up; a failed one is rolled back), or "
+                                 "use mode validate", "cleanup")
         if self.namespaces.probe in (self.namespaces.demo, self.namespaces.control_plane, self.namespaces.spire):
             raise pydantic_error(f"the probe's namespace {self.namespaces.probe} is also the demo's, the control "
                                  "plane's or SPIRE's", "give the negative probe a namespace of its own",
