@@ -67,7 +67,8 @@ def _target_report(ctx: RunContext, mode: FleetMode) -> RunReport:
         target = ctx.params.target
         report = RunReport.build(run_id=ctx.run_id, target=TargetRef(name=target.name, provider=target.provider.value),
                                  trust_domain=ctx.params.trust_domain, stages=[stage],
-                                 versions={"meshid": __version__, **ctx.versions}, started_at=started)
+                                 versions={"meshid": __version__, **ctx.versions}, started_at=started,
+                                 fixtures=(ctx.params.namespaces.probe,))
         reports.write_json(report, ctx.run_dir / "report.json")
         ctx.ledger.update_run(outcome=report.outcome.value, stage=report.failed_stage)
         recovery.finish(ctx.ledger, Cleanup.DONE, "run", "nothing to clean up: a plan changes nothing")

@@ -94,20 +94,22 @@ class Impact:
                 "workloads": list(self.workloads), "restarts": list(self.restarts)}
 
 
-def _ids(clients: list[Dataplane], plan: IdentityPlan) -> list[str]:
+def _ids(clients: list[Dataplane], plan: IdentityPlan, after: bool) -> list[str]:
     ids = []
     for dp in clients:
         ids += dp.legacy_ids()
-        if matches_labels(plan.selector, dp):
+        if after and matches_labels(plan.selector, dp):
             ids.append(plan.identity_id(dp))
     return sorted(set(ids))
 
 
-def equivalent(permission: Obj, dataplanes: list[Dataplane], plan: IdentityPlan) -> Obj:
+def equivalent(permission: Obj, dataplanes: list[Dataplane], plan: IdentityPlan, own: bool = False) -> Obj:
     """A `rules` MeshTrafficPermission equivalent to a `from` one: the same targetRef, one rule per `from` entry, most
     specific first (first match wins in rules, the most specific entry in `from`), each allowing (denying) the
     matched clients by their SPIFFE IDs before and after the switch; a `Mesh` entry by the mesh's and the trust
-    domain's ID prefixes. A permission that matches no client today admits nobody: its equivalent denies."""
+    domain's ID prefixes. A permission that matches no client today admits nobody: its equivalent denies. The
+    equivalent of meshid's `own` demo permission admits the clients' legacy IDs only: it bridges the moments before
+    the switch, and afterwards the guide's permission alone must let the demo in (or connectivity fails and says so)."""
     meta, spec = permission["metadata"], permission.get("spec") or {}
     entries = sorted(enumerate(spec.get("from") or []),
                      key=lambda ie: (-FROM_RANK.get((ie[1].get("targetRef") or {}).get("kind", "Mesh"), 0), ie[0]))
@@ -117,9 +119,10 @@ def equivalent(permission: Obj, dataplanes: list[Dataplane], plan: IdentityPlan)
         ref = entry.get("targetRef") or {"kind": "Mesh"}
         key = ACTION_KEYS.get((entry.get("default") or {}).get("action", "Allow"), "allow")
         if ref.get("kind") == "Mesh":
-            matches = [{"spiffeID": {"type": "Prefix", "value": f"spiffe://{td}"}} for td in (mesh, plan.trust_domain)]
+            domains = (mesh,) if own else (mesh, plan.trust_domain)
+            matches = [{"spiffeID": {"type": "Prefix", "value": f"spiffe://{td}"}} for td in domains]
         else:
-            ids = _ids([dp for dp in dataplanes if dp.mesh == mesh and ref_selects(ref, dp)], plan)
+            ids = _ids([dp for dp in dataplanes if dp.mesh == mesh and ref_selects(ref, dp)], plan, after=not own)
             matches = [{"spiffeID": {"type": "Exact", "value": i}} for i in ids]
         if matches:
             rules.append({"default": {key: matches}})
@@ -145,9 +148,9 @@ def analyse(dataplanes: list[Dataplane], permissions: list[Obj], plan: IdentityP
         servers = sorted({f"{dp.namespace}/{dp.workload}" for dp in selected
                           if policy_applies(permission, dp, plan.system_namespace)})
         if servers:
+            own = meta["namespace"] in plan.own_namespaces
             impact.from_permissions.append(FromPermission(meta["namespace"], meta["name"], tuple(servers),
-                                                          equivalent(permission, dataplanes, plan),
-                                                          meta["namespace"] in plan.own_namespaces))
+                                                          equivalent(permission, dataplanes, plan, own), own))
     others = [dp for dp in selected if dp.namespace not in plan.own_namespaces]
     impact.workloads = sorted({f"{dp.namespace}/{dp.workload}" for dp in others})
     impact.restarts = sorted({f"{dp.namespace}/{dp.workload}" for dp in others if not dp.spire_socket})

@@ -97,15 +97,7 @@ def demo_objects(params: GuideParams) -> list[Manifest]:
         _deployment("demo-app", ns, v1, 1, "app", _env("demo-app", kv_url), extra_labels=selected),
         _deployment("demo-app-v2", ns, v2, 0, "demo-app", _env("demo-app", kv_url), extra_labels=selected),
         _deployment("kv", ns, {"app": "kv"}, 1, "app", _env("kv", None), labelled=False, extra_labels=selected),
-        {
-            "apiVersion": "kuma.io/v1alpha1",
-            "kind": "Mesh",
-            "metadata": {"name": MESH},
-            "spec": {
-                "meshServices": {"mode": params.mesh_services_mode},
-                "mtls": {"backends": [{"name": "ca-1", "type": "builtin"}], "enabledBackend": "ca-1"},
-            },
-        },
+        demo_mesh(params),
         {
             "apiVersion": "kuma.io/v1alpha1",
             "kind": "MeshTrafficPermission",
@@ -124,6 +116,19 @@ def demo_objects(params: GuideParams) -> list[Manifest]:
             },
         },
     ]
+
+
+def demo_mesh(params: GuideParams) -> Manifest:
+    """The guide's Mesh `default`: MeshServices Exclusive (what a MeshIdentity needs) and the builtin mTLS backend."""
+    return {
+        "apiVersion": "kuma.io/v1alpha1",
+        "kind": "Mesh",
+        "metadata": {"name": MESH},
+        "spec": {
+            "meshServices": {"mode": params.mesh_services_mode},
+            "mtls": {"backends": [{"name": "ca-1", "type": "builtin"}], "enabledBackend": "ca-1"},
+        },
+    }
 
 
 def probe_objects(params: GuideParams) -> list[Manifest]:

@@ -354,6 +354,9 @@ class GuideParams(_Model):
         value_td, _ = parse_spiffe_id(value, "permission.value")
         if value_td != td:
             problems.append(f"permission.value {value} is in trust domain {value_td}, not {td}: it allows nothing")
+        gap = self.permission_gap() if self.mode is RunMode.ROLLOUT else None
+        if gap:
+            problems.append(f"{gap}: a rollout would deny the demo's traffic once identity switches")
         return problems
 
 

@@ -31,9 +31,10 @@ class Outcome(StrEnum):
 Verdict = Literal[Outcome.PASSED, Outcome.FAILED]
 RunOutcome = Literal[Outcome.PASSED, Outcome.FAILED, Outcome.INTERRUPTED, Outcome.UNCHANGED]
 SUCCESS = frozenset({Outcome.PASSED, Outcome.UNCHANGED})  # a run (or fleet target) that needs nothing more
-# What a stage does to the cluster (Touched.action): anything else only observes or reuses what was there.
+# What a stage does (or, in a plan, would do) to the cluster (Touched.action): anything else only observes or reuses
+# what was there, so a run with none of these is `unchanged`.
 CHANGES = frozenset({"created", "configured", "installed", "upgraded", "restarted", "deleted", "uninstalled",
-                     "rolled back", "started"})
+                     "rolled back", "started", "would create", "would update", "would install", "would upgrade"})
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(lambda d: d.astimezone(UTC))]
 
 

@@ -42,7 +42,10 @@ ROLLOUT_STAGES = (
 )
 
 # What each stage needs finished (and passed) first. Independent branches run concurrently: SPIRE installs while
-# Kong Mesh and the demo come up.
+# Kong Mesh and the demo come up, the MeshIdentity turns Ready meanwhile, and SPIRE's registration is proven while
+# the workloads restart (the controller reconciles continuously: restarted pods get entries whenever the CR is there;
+# the connectivity checks need it proven). The probe is checked beside the allowed calls: it must be denied before
+# and after the permission takes effect alike.
 DEPENDS: dict[str, tuple[str, ...]] = {
     "preflight": (),
     "cluster-start": ("preflight",),
@@ -51,12 +54,12 @@ DEPENDS: dict[str, tuple[str, ...]] = {
     "apply-demo": ("install-kong-mesh",),
     "enable-injection": ("install-kong-mesh",),
     "register-spiffe-ids": ("install-spire", "apply-demo"),
-    "apply-mesh-identity": ("apply-demo",),
-    "restart-workloads": ("enable-injection", "register-spiffe-ids", "apply-mesh-identity"),
+    "apply-mesh-identity": ("install-kong-mesh",),
+    "restart-workloads": ("enable-injection", "apply-demo", "apply-mesh-identity"),
     "connectivity-before-permission": ("restart-workloads",),
     "apply-permission": ("connectivity-before-permission",),
-    "connectivity-after-permission": ("apply-permission",),
-    "connectivity-probe": ("connectivity-after-permission",),
+    "connectivity-after-permission": ("apply-permission", "register-spiffe-ids"),
+    "connectivity-probe": ("apply-permission", "register-spiffe-ids"),
 }
 ROLLOUT_DEPENDS: dict[str, tuple[str, ...]] = {
     "preflight": (),

@@ -24,7 +24,8 @@ DENIALS = 3  # consecutive denials of the probe (as connectivity-before-permissi
 
 
 def run(ctx: RunContext, out: StageOutput) -> None:
-    """Check the probe has its SPIRE identity, is denied, and demo-app is allowed meanwhile (MID064); then remove it
+    """Check the probe has its SPIRE identity, is denied, and demo-app is allowed once the permission is in force
+    (MID064); then remove it
     when the run keeps its changes (cleanup never, a rollout) and `keep_probe` is off: any other cleanup removes it
     with the rest."""
     p = ctx.params
@@ -52,13 +53,13 @@ def _check(ctx: RunContext, out: StageOutput, ns: str) -> None:
     out.touch("Pod", ns, pod, "probed", f"POST /api/counter x{refused.calls}: last HTTP {refused.last.status}")
     out.transient_calls += refused.transient
     with counter_probe(ctx.cluster, p.namespaces.demo, timeout_s=p.timeouts.http_s) as demo:
-        served = demo.call()
+        served = expect(demo, allowed, 1, p.timeouts.connectivity_s)  # once the permission is in force
     last = refused.last
     answer = f"HTTP {last.status} {last.body[:160]}" if last.status is not None else f"no answer ({last.error})"
     out.http = last
-    out.check("MID064", refused.met and allowed(served),
+    out.check("MID064", refused.met and served.met,
               f"probe {probe_id}: {refused.streak}/{DENIALS} denied in a row after {refused.calls} calls (last: "
-              f"{answer}); demo-app meanwhile: HTTP {served.status} {served.body[:120]}")
+              f"{answer}); demo-app meanwhile: HTTP {served.last.status} {served.last.body[:120]}")
 
 
 def _remove(ctx: RunContext, out: StageOutput, ns: str) -> None:

@@ -162,12 +162,16 @@ def _events(names: set[str], wait_s: float = 30) -> list:
 
 @pytest.fixture(scope="module")
 def halted(clusters, tmp_path_factory):
-    """A rollout whose canary (A) fails after the permission: it allows another namespace."""
+    """A rollout whose canary (A) fails after its changes: A's SPIRE agents hand out SVIDs of another trust domain
+    (the world's fault knob), so no certificate matches and the allowed calls never succeed."""
     a, b = clusters
-    return _run(tmp_path_factory.mktemp("halted"), mode="rollout", trust_domains=[TD],
-                targets=[_target("a", a, labels={"wave": "canary"}), _target("b", b)],
-                guide={"charts": {"mirror": a.chart_repo_url}, "timeouts": {"connectivity_s": 6},
-                       "permission": {"type": "Prefix", "value": f"spiffe://{TD}/ns/other"}})
+    lifecycle.set_faults(a.name, svid_trust_domain="other.example.org")
+    try:
+        return _run(tmp_path_factory.mktemp("halted"), mode="rollout", trust_domains=[TD],
+                    targets=[_target("a", a, labels={"wave": "canary"}), _target("b", b)],
+                    guide={"charts": {"mirror": a.chart_repo_url}, "timeouts": {"connectivity_s": 6}})
+    finally:
+        lifecycle.set_faults(a.name, svid_trust_domain="")
 
 
 def test_rollout_halts_when_the_canary_fails_and_rolls_the_canary_back(clusters, halted):
@@ -205,7 +209,7 @@ def _approve_when_paused(comment: str, stop: threading.Event) -> None:
 
 @pytest.fixture(scope="module")
 def resumed(clusters, halted, tmp_path_factory):
-    """The halted rollout resumed with the permission fixed, with an approval between the waves."""
+    """The halted rollout resumed with A's SPIRE fixed, with an approval between the waves."""
     a, b = clusters
     stop = threading.Event()
     approver = threading.Thread(target=_approve_when_paused, args=("canary is fine", stop), daemon=True)
@@ -266,7 +270,7 @@ def test_plan_changes_nothing_and_says_what_would_happen(clusters, resumed, tmp_
     assert state.is_completed(), state.message
     assert after == before  # no new objects, no resourceVersion changed
     assert [(r["target"], r["outcome"], r["failed_stage"]) for r in report["results"]] == [
-        ("configured", "passed", None), ("fresh", "passed", None)]
+        ("configured", "unchanged", None), ("fresh", "passed", None)]  # a rollout would change nothing on A
     plans = {}
     for name in ("configured", "fresh"):
         rows = json.loads(_artifact(f"{name}-{TD.replace('.', '-')}-plan-touched").data)
@@ -276,7 +280,7 @@ def test_plan_changes_nothing_and_says_what_would_happen(clusters, resumed, tmp_
     assert plans["fresh"][("Namespace", "kong-mesh-demo")][0] == "would create"
     assert plans["fresh"][("Deployment", "kv")][0] == "pending"
     assert plans["fresh"][("HelmRelease", "kong-mesh")][0] == "would install"
-    assert plans["configured"][("HelmRelease", "kong-mesh")][0] == "would upgrade"
+    assert plans["configured"][("HelmRelease", "kong-mesh")][0] == "unchanged"  # at the pinned chart, same values
     assert {plans["configured"][("MeshIdentity", "identity-spire")][0],
             plans["configured"][("Deployment", "kv")][0]} <= {"unchanged", "would update"}
 

@@ -51,7 +51,7 @@ def faults(world):
 
     yield apply
     defaults = {"csi_driver_delay_s": 0.0, "csi_driver_absent": False, "no_default_storageclass": False,
-                "registration_missing_namespaces": [], "svid_trust_domain": None}
+                "registration_missing_namespaces": [], "svid_trust_domain": ""}
     lifecycle.set_faults(world.name, **{k: defaults[k] for k in set_})
 
 

@@ -95,9 +95,8 @@ def test_a_narrow_selector_affects_only_what_it_selects():
     assert [p.name for p in impact.from_permissions] == ["kv"]
     assert impact.workloads == [] and impact.restarts == []
     assert impact.uncovered(translate=False, accept=False) == []
-    kv = impact.from_permissions[0].equivalent
+    kv = impact.from_permissions[0].equivalent  # meshid's own: legacy IDs only (the guide's permission does the rest)
     assert kv["spec"]["rules"][0]["default"]["allow"] == [
-        {"spiffeID": {"type": "Exact", "value": f"spiffe://{TD}/ns/kong-mesh-demo/sa/default"}},
         {"spiffeID": {"type": "Exact", "value": "spiffe://default/demo-app_kong-mesh-demo_svc_5050"}}]
 
 
