@@ -58,6 +58,7 @@ class RunState(StrEnum):
 
     RUNNING = "running"
     PASSED = "passed"
+    UNCHANGED = "unchanged"  # passed, and found everything as asked
     FAILED = "failed"
     INTERRUPTED = "interrupted"
     KEPT = "kept"

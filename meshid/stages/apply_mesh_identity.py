@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from meshid.conditions import condition, conditions_text, is_true, named
 from meshid.errors import WaitTimeout
+from meshid.kube import ApiError
 from meshid.identity import services_disabled, settled
 from meshid.manifests import MESH, demo_mesh, mesh_identity
 from meshid.stages.context import RunContext
@@ -23,7 +24,9 @@ def run(ctx: RunContext, out: StageOutput) -> None:
     mesh = ctx.apply(demo_mesh(p), out)
     mode = mesh.get("spec", {}).get("meshServices", {}).get("mode", "unset")
     out.check("MID012", mode == "Exclusive", f"Mesh {MESH} meshServices.mode is {mode}")
-    identity = ctx.apply(mesh_identity(p), out)
+    wanted = mesh_identity(p)
+    _narrow_selector(ctx, wanted)
+    identity = ctx.apply(wanted, out)
     name, ns = identity["metadata"]["name"], identity["metadata"]["namespace"]
     try:
         obj = ctx.cluster.wait(f"MeshIdentity {ns}/{name} Ready=True", API, "MeshIdentity", named(name, settled),
@@ -38,3 +41,26 @@ def run(ctx: RunContext, out: StageOutput) -> None:
     out.check("MID041", not disabled, f"DependenciesReady=False (MeshServicesDisabled): {deps.get('message', '')}"
               if disabled else "mesh services enabled")
     out.check("MID040", is_true(obj, "Ready"), f"MeshIdentity {ns}/{name}: {text}")
+
+
+def dropped_labels(ctx: RunContext, wanted: dict) -> dict[str, None]:
+    """The labels a live MeshIdentity's selector has that the wanted one no longer has (as merge-patch removals)."""
+    meta = wanted["metadata"]
+    try:
+        live = ctx.cluster.get(API, "MeshIdentity", meta["name"], meta["namespace"])
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        live = None  # Kong Mesh's CRDs are not there yet
+    labels = ((((live or {}).get("spec") or {}).get("selector") or {}).get("dataplane") or {}).get("matchLabels") or {}
+    return {k: None for k in labels if k not in wanted["spec"]["selector"]["dataplane"]["matchLabels"]}
+
+
+def _narrow_selector(ctx: RunContext, wanted: dict) -> None:
+    """Drop the labels the wanted selector no longer has with a merge patch first: a server-side apply that leaves a
+    map empty sets it to null (structured-merge-diff), which the CRD rejects."""
+    dropped = dropped_labels(ctx, wanted)
+    if dropped:
+        meta = wanted["metadata"]
+        ctx.cluster.patch(API, "MeshIdentity", meta["name"], {"spec": {"selector": {"dataplane": {
+            "matchLabels": dropped}}}}, meta["namespace"])

@@ -9,6 +9,7 @@ from meshid.manifests import (Manifest, cluster_spiffe_id, demo_objects, injecti
                               probe_objects, spire_values, stamp, traffic_permission)
 from meshid.models import RunMode
 from meshid.stages import preflight
+from meshid.stages.apply_mesh_identity import dropped_labels
 from meshid.stages.context import RunContext
 from meshid.stages.install_kong_mesh import RELEASE as KONG_MESH_RELEASE
 from meshid.stages.install_spire import CRDS_RELEASE
@@ -63,7 +64,9 @@ def run(ctx: RunContext, out: StageOutput) -> None:
     created = {ns.control_plane, ns.spire} | {o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"}
     rejected = []
     for obj in objects:
-        action, detail = _dry_run(ctx, stamp(obj, ctx.run_id), created)
+        dropped = dropped_labels(ctx, obj) if obj["kind"] == "MeshIdentity" else {}
+        action, detail = (("would update", f"its selector drops {', '.join(dropped)}") if dropped
+                          else _dry_run(ctx, stamp(obj, ctx.run_id), created))
         meta = obj["metadata"]
         out.touch(obj["kind"], meta.get("namespace"), meta["name"], action, detail)
         if action == "rejected":

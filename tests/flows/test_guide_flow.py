@@ -55,7 +55,7 @@ def test_guide_passes_with_defaults_on_a_throwaway_sandbox(tmp_path):
     state, report = _run(tmp_path, target={"name": "happy", "provider": "sandbox"})
     assert state.is_completed(), state.message
     assert report["outcome"] == "passed" and report["failed_stage"] is None
-    assert [s["outcome"] for s in report["stages"]] == ["passed"] * 13
+    assert [s["outcome"] for s in report["stages"]] == ["passed"] * 14
     before, after = _stage(report, "connectivity-before-permission"), _stage(report, "connectivity-after-permission")
     assert before["http"]["status"] == 500 and "failed to retrieve zone" in before["http"]["body"]
     body = json.loads(after["http"]["body"])
