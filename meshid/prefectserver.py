@@ -249,6 +249,7 @@ class BackgroundServer:
         answer in the pid file; a stop request (`meshid.interrupt`) ends the wait, and the server goes on starting
         for the next call."""
         deadline = time.monotonic() + START_TIMEOUT_S - _age_s(record.started_at)
+        interrupt.check()  # a stop that came before the wait ends it too
         while (problem := health(record.port)) is not None:
             if not record.process.alive():
                 raise ExternalCallError("start the background Prefect server", self._exited(record.process.pid))
