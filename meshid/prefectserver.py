@@ -163,6 +163,9 @@ class BackgroundServer:
         problem = health(record.port)
         if problem is None:
             return Seen(State.RUNNING, record)
+        if _elsewhere(record.process.pid):
+            return Seen(State.NOT_ANSWERING, record, f"{problem}: it runs in another network namespace, which this "
+                                                     "one cannot reach")
         if record.ready_at is None and _age_s(record.started_at) < START_TIMEOUT_S:
             return Seen(State.STARTING, record, problem)
         return Seen(State.NOT_ANSWERING, record, problem)
@@ -306,6 +309,14 @@ def _end(process: Writer) -> None:
         deadline = time.monotonic() + STOP_TIMEOUT_S
         while process.alive() and time.monotonic() < deadline:
             time.sleep(0.05)
+
+
+def _elsewhere(pid: int) -> bool:
+    """Whether process `pid` is in another network namespace than this one (its 127.0.0.1 is another loopback)."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net")
+    except OSError:  # gone meanwhile, or not ours to read
+        return False
 
 
 def _free(port: int) -> bool:

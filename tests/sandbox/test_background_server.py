@@ -2,7 +2,8 @@
 home of its own whose server it stops at the end: a second run from a fresh shell starts no server and its run is in
 the server's history; a killed server and one that does not answer are replaced, with one line; PREFECT_API_URL set
 by the user wins and meshid starts nothing; two first runs at once share one server; a terminal's Ctrl-C while the
-first run waits for the server leaves the server starting; `meshid server status|start|stop` say what they see.
+first run waits for the server leaves the server starting; a server in another network namespace is replaced;
+`meshid server status|start|stop` say what they see.
 
 Runs are `meshid run` on a sandbox the run starts (a fast emulator tick keeps them short). Which Prefect servers a
 command started is sampled from /proc every 50 ms while it runs: a server it starts is its child until it exits.
@@ -219,6 +220,22 @@ def test_a_server_that_does_not_answer_is_replaced_with_one_line(home, tmp_path)
                            f"{hung.url} runs, but /api/health gave no answer within 5 s; a new one starts at "), line
     assert wait_gone(hung.process.pid), "the hung server was ended"
     assert _running(home).process != hung.process
+
+
+def test_a_server_in_another_network_namespace_is_replaced_with_one_line_naming_it(home, tmp_path):
+    """Its 127.0.0.1 is another loopback: this namespace can never reach it."""
+    nested = subprocess.run(["unshare", "-n", "--", "sh", "-c", 'ip link set lo up && exec "$0" "$@"', *MESHID,
+                             "server", "start"], capture_output=True, text=True, timeout=300, env=_env(home, tmp_path))
+    assert nested.returncode == 0, nested.stderr
+    elsewhere = BackgroundServer(home).look()
+    assert elsewhere.state is State.NOT_ANSWERING, elsewhere.describe()
+    start = meshid(_env(home, tmp_path), "server", "start")
+    assert start.rc == 0, start.err
+    [line] = start.server_lines()
+    assert f"is not answering: pid {elsewhere.record.process.pid} at {elsewhere.record.url} runs, but /api/health " \
+           "gave ConnectionRefusedError" in line and "it runs in another network namespace, which this one cannot " \
+           "reach; a new one starts at " in line, line
+    assert wait_gone(elsewhere.record.process.pid) and _running(home).process != elsewhere.record.process
 
 
 def test_prefect_api_url_set_by_the_user_wins_and_meshid_starts_no_server(home, other_home, tmp_path):
