@@ -184,7 +184,12 @@ def _background_server() -> Handle | None:
     from meshid import prefectserver
     from meshid.settings import load_settings
 
-    if prefectserver.configured_api_url():
+    if "prefect" in sys.modules:  # an in-process caller (a test harness) imported it: its settings say it all
+        from prefect.settings import get_current_settings
+
+        if get_current_settings().api.url:
+            return None
+    elif prefectserver.configured_api_url():
         return None
     return prefectserver.BackgroundServer(load_settings().home).ensure()
 
