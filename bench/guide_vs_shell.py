@@ -7,8 +7,8 @@ Run it inside a private network namespace:
     unshare -n sh -c 'ip link set lo up; exec .venv/bin/python bench/guide_vs_shell.py'
 
 The pipeline talks to one `prefect server start` shared by all rounds, as scheduled and UI runs do; Prefect's
-one-off server start-up is measured and printed once, separately (`--ephemeral` runs each pipeline with its own
-temporary server instead, as a bare `meshid run` does).
+one-off server start-up is measured and printed once, separately (bench/cli_cold.py measures a plain `meshid run`,
+which uses meshid's background server).
 """
 
 from __future__ import annotations
@@ -66,7 +66,9 @@ def prefect_server(home: Path):
 def competing_processes() -> list[str]:
     """Control planes and Prefect servers already running here: they take CPU from every round, on both sides, but not
     evenly (one leftover sandbox and three idle Prefect servers, about 15 % of a core, ran during three 7-round runs
-    that printed 0.77, 0.82 and 0.91; the same code printed 0.77 and 0.76 without them)."""
+    that printed 0.77, 0.82 and 0.91; the same code printed 0.77 and 0.76 without them). A Prefect server is
+    `prefect server start` (also as `python -m prefect`, as meshid's background server runs) or the uvicorn of a
+    temporary server Prefect starts itself."""
     found = []
     for proc in Path("/proc").iterdir():
         try:
@@ -77,8 +79,10 @@ def competing_processes() -> list[str]:
             sandbox = argv[0].split("/sandboxes/", 1)[1].split("/", 1)[0] if "/sandboxes/" in argv[0] else None
             found.append(f"sandbox {sandbox} (stop it: meshid sandbox down --name {sandbox})" if sandbox
                          else f"kube-apiserver pid {proc.name}")
-        elif any(a.endswith("prefect") and argv[i + 1:i + 3] == ["server", "start"] for i, a in enumerate(argv[:2])):
+        elif any(a.endswith("prefect") and argv[i + 1:i + 3] == ["server", "start"] for i, a in enumerate(argv[:3])):
             found.append(f"prefect server start pid {proc.name}")
+        elif "prefect.server.api.server:create_app" in argv:
+            found.append(f"temporary Prefect server pid {proc.name}")
     return sorted(found)
 
 
@@ -90,7 +94,8 @@ def warn_if_shared() -> None:
               f"{'; '.join(others)}", flush=True)
 
 
-def _timed(argv: list[str], env: dict[str, str], log: Path) -> float:
+def timed(argv: list[str], env: dict[str, str], log: Path) -> float:
+    """Seconds `argv` took; output to `log`; a failure ends the benchmark (its time would mean nothing)."""
     started = time.monotonic()
     with log.open("w") as out:
         done = subprocess.run(argv, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=RUN_TIMEOUT_S)
@@ -106,7 +111,6 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="rounds of one pipeline run and one shell run (>= 3; "
                         "the default 5, as a sandbox's start alone varies by up to 2 s)")
     parser.add_argument("--tick", type=float, default=1.0, help="emulator status tick for both, seconds")
-    parser.add_argument("--ephemeral", action="store_true", help="each pipeline run starts its own Prefect server")
     args = parser.parse_args()
     if args.rounds < 3:
         parser.error(f"--rounds {args.rounds}: a median needs at least 3 rounds")
@@ -114,23 +118,18 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="meshid-bench-"))
     base = {**os.environ, "MESHID_SANDBOX_TICK_S": str(args.tick), "SANDBOX_TICK": str(args.tick),
             "MESHID_RUNS_DIR": str(work / "runs"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    with (prefect_server(work / "prefect") if not args.ephemeral else _no_server(base)) as env:
+    with prefect_server(work / "prefect") as env:
         env = {**base, **env}
         pipeline, shell = [], []
         for i in range(args.rounds):
             runs = [("pipeline", [MESHID, "run", "--target-name", f"bench-{i}"], pipeline),
                     ("shell", ["bash", str(ROOT / "sandbox" / "guide.sh")], shell)]
             for label, argv, times in (runs if i % 2 == 0 else runs[::-1]):
-                times.append(_timed(argv, env, work / f"{label}-{i}.log"))
+                times.append(timed(argv, env, work / f"{label}-{i}.log"))
                 print(f"round {i + 1} {label}: {times[-1]:.1f}s", flush=True)
     med_p, med_s = statistics.median(pipeline), statistics.median(shell)
     print(f"median pipeline {med_p:.1f}s, median shell {med_s:.1f}s over {args.rounds} rounds (logs in {work})")
     print(f"ratio={med_p / med_s:.2f}")
-
-
-@contextmanager
-def _no_server(env: dict[str, str]):
-    yield {}
 
 
 if __name__ == "__main__":

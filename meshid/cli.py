@@ -15,8 +15,12 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from meshid import interrupt
+
+if TYPE_CHECKING:
+    from meshid.prefectserver import BackgroundServer, Handle
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -108,10 +112,9 @@ def _sandbox_faults(args: argparse.Namespace) -> int:
 
 
 def prefect_defaults() -> None:
-    """Prefect settings meshid needs unless the user set them: no analytics, and an ephemeral server that may take
-    longer than Prefect's 20 s to start on a busy 2-core machine."""
+    """Prefect settings meshid needs unless the user set them: no analytics (Prefect's SDK asks its server whether
+    analytics are on, and falls back to this setting, prefect/_internal/analytics/service.py)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 @contextmanager
@@ -174,18 +177,37 @@ def spire_namespaces(args: argparse.Namespace) -> dict:
 @contextmanager
 def _until_interrupted() -> Iterator[None]:
     """A flow-starting command: Prefect's defaults set before Prefect is imported (it reads them then), SIGINT and
-    SIGTERM handled in the block (`meshid.interrupt`), which ends quietly on a termination Prefect's flow engine
-    raised before the flow's own handlers were in place."""
+    SIGTERM handled in the block (`meshid.interrupt`), which ends quietly on a stop while it waited for the Prefect
+    server, and on a termination Prefect's flow engine raised before the flow's own handlers were in place."""
     prefect_defaults()
     with interrupt.signals_handled():
         try:
             yield
+        except interrupt.Interrupted:
+            pass  # no flow started: the caller says so
         except BaseException as exc:  # Prefect is imported by now; imported earlier it would miss collector_paused
             from prefect.exceptions import TerminationSignal
 
             if not isinstance(exc, TerminationSignal):
                 raise
             # the engine sent the signal to this process again, and the handler recorded it
+
+
+def _background_server() -> Handle | None:
+    """meshid's background Prefect server for a flow-starting command, unless the user set PREFECT_API_URL (then
+    meshid starts nothing). Called after the input is validated and before Prefect is imported: a first call starts
+    the server here, and its start overlaps the import; `flows.foreground` waits for it."""
+    from meshid import prefectserver
+    from meshid.settings import load_settings
+
+    if "prefect" in sys.modules:  # an in-process caller (a test harness) imported it: its settings say it all
+        from prefect.settings import get_current_settings
+
+        if get_current_settings().api.url:
+            return None
+    elif prefectserver.configured_api_url():
+        return None
+    return prefectserver.BackgroundServer(load_settings().home).ensure()
 
 
 def _cleanup_line(runs_dir: Path, run_id: str) -> str:
@@ -218,11 +240,12 @@ def _run(args: argparse.Namespace) -> int:
             if params.target.kubeconfig:
                 load_kubeconfig(params.target.kubeconfig, params.target.context)
             runs_dir = load_settings().runs_dir
+            server = _background_server()
             from flows.foreground import foreground
             from flows.guide import guide
 
         json_path = args.json_report or str(Path(tempfile.mkdtemp(prefix="meshid-")) / "report.json")
-        with foreground():
+        with foreground(server):
             state = guide(params=params, json_report=json_path, junit_report=args.junit, return_state=True)
     report = json.loads(Path(json_path).read_text()) if state and Path(json_path).is_file() else None
     if report is None:
@@ -368,7 +391,6 @@ def _fleet(args: argparse.Namespace) -> int:
     state = None
     with _until_interrupted():
         with collector_paused():
-            from meshid.errors import InputError
             from meshid.fleet import RolloutState, check_kubeconfigs, load_fleet_file
             from meshid.settings import load_settings
 
@@ -377,16 +399,12 @@ def _fleet(args: argparse.Namespace) -> int:
             runs_dir = load_settings().runs_dir
             if spec.resume_from:
                 RolloutState.load(runs_dir, spec.resume_from)
-            if spec.approval and not os.environ.get("PREFECT_API_URL"):
-                raise InputError("approval", "a rollout paused for approval can only be approved in the Prefect UI, "
-                                 "and this run would use a temporary server nobody can reach",
-                                 "start `prefect server start`, set PREFECT_API_URL, and run again "
-                                 "(or set approval: false)")
+            server = _background_server()
             from flows.fleet import fleet
             from flows.foreground import foreground
 
         json_path = args.json_report or str(Path(tempfile.mkdtemp(prefix="meshid-fleet-")) / "fleet.json")
-        with foreground():
+        with foreground(server):
             state = fleet(spec=spec, json_report=json_path, junit_report=args.junit, return_state=True)
     if state is None or not Path(json_path).is_file():
         if interrupt.received():
@@ -460,6 +478,85 @@ def _add_recovery(sub: argparse._SubParsersAction) -> None:
     runs.set_defaults(func=_runs)
 
 
+def _server() -> BackgroundServer:
+    from meshid.prefectserver import BackgroundServer
+    from meshid.settings import load_settings
+
+    return BackgroundServer(load_settings().home)
+
+
+def _server_status(args: argparse.Namespace) -> int:
+    from meshid.prefectserver import State, configured_api_url
+    from meshid.redact import redact
+
+    server = _server()
+    seen = server.look()
+    theirs = configured_api_url()
+    record = seen.record
+    if args.output == "json":
+        print(json.dumps({"state": seen.state.value, "url": record.url if record else None,
+                          "api_url": record.api_url if record else None, "pid": record.process.pid if record else None,
+                          "started_at": record.started_at.isoformat(timespec="seconds") if record else None,
+                          "problem": seen.problem, "database": str(server.database), "log": str(server.log),
+                          "prefect_api_url": redact(theirs) if theirs else None}, indent=2))
+        return EXIT_OK if seen.state is State.RUNNING else EXIT_FAILED
+    print(f"background Prefect server: {seen.describe()}")
+    if seen.state is State.RUNNING:
+        print(f"flow runs: {record.url}/runs")
+    elif seen.state is State.STOPPED:
+        print("the next `meshid run` or `meshid fleet` starts one (or `meshid server start`)")
+    elif seen.state is not State.STARTING:
+        print("the next `meshid run` or `meshid fleet` replaces it (or `meshid server start`)")
+    print(f"database: {server.database}")
+    print(f"log: {server.log}")
+    if theirs:
+        print(f"PREFECT_API_URL is set ({redact(theirs)}): `meshid run` and `meshid fleet` use that server, "
+              "not this one")
+    return EXIT_OK if seen.state is State.RUNNING else EXIT_FAILED
+
+
+def _server_start(args: argparse.Namespace) -> int:
+    server = _server()
+    handle = server.ensure(port=args.port)
+    if not handle.started and args.port not in (None, handle.record.port):
+        print(f"background Prefect server: already {server.look().describe()}, not on port {args.port} "
+              "(`meshid server stop` first, to move it)")
+        return EXIT_FAILED
+    handle.ready()
+    print(f"background Prefect server: {server.look().describe()}")
+    return EXIT_OK
+
+
+def _server_stop(args: argparse.Namespace) -> int:
+    from meshid.prefectserver import State
+
+    server = _server()
+    seen = server.stop()
+    if seen.record is None:
+        print(f"background Prefect server: none was running (nothing under {server.folder})")
+    elif seen.state is State.DEAD:
+        print(f"background Prefect server: was {seen.describe()}; removed its pid file")
+    else:
+        print(f"background Prefect server: stopped (pid {seen.record.process.pid}, {seen.record.url}); its runs stay "
+              f"in {server.database} for the next one")
+    return EXIT_OK
+
+
+def _add_server(sub: argparse._SubParsersAction) -> None:
+    server = sub.add_parser("server", help="meshid's background Prefect server, which `meshid run` and `meshid fleet` "
+                                           "use when PREFECT_API_URL is not set")
+    cmds = server.add_subparsers(dest="server_cmd", required=True, metavar="COMMAND")
+    status = cmds.add_parser("status", help="whether it runs, its address, its data and log (exit 0 when it answers)")
+    status.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    status.set_defaults(func=_server_status)
+    start = cmds.add_parser("start", help="start it (or find it running) and wait until it answers")
+    start.add_argument("--port", type=int, help="port on 127.0.0.1 for a new server (default: its last port while "
+                       "free, else any free one)")
+    start.set_defaults(func=_server_start)
+    stop = cmds.add_parser("stop", help="stop it; its runs stay in its database for the next one")
+    stop.set_defaults(func=_server_stop)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every meshid command."""
     parser = argparse.ArgumentParser(prog="meshid", description="Prove Kong Mesh workload identity issued by SPIRE works.")
@@ -468,13 +565,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_check(sub)
     _add_fleet(sub)
     _add_recovery(sub)
+    _add_server(sub)
     _add_sandbox(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the meshid command line; returns the exit code."""
-    from meshid.errors import InputError
+    from meshid.errors import ExternalCallError, InputError, WaitTimeout
     from sandbox.errors import SandboxError, StartFailed
 
     args = build_parser().parse_args(argv)
@@ -489,7 +587,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         print(f"meshid: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except StartFailed as exc:
+    except (StartFailed, ExternalCallError, WaitTimeout) as exc:
         print(f"meshid: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except SandboxError as exc:

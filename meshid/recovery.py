@@ -8,18 +8,15 @@ recoveries at once (or one run twice) do the work once.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from meshid import interrupt
+from meshid import filelock, interrupt
 from meshid.errors import ExternalCallError, InputError, MeshidError
 from meshid.ledger import FILE, AppliedObject, AppliedRelease, Ledger
 from meshid.models import GuideParams, ProviderName, Target
@@ -32,7 +29,7 @@ from meshid.undo import undo
 
 DEFAULT_RUNS_DIR = MeshidSettings.model_fields["runs_dir"].default
 LOCK_FILE = "recover.lock"
-LOCK_POLL_S = 0.2
+LOCK_TIMEOUT_S = 600.0
 LEFTOVER_GRACE_S = 5.0
 
 
@@ -162,7 +159,7 @@ def recover(ledger: Ledger, settings: MeshidSettings, dry_run: bool = False, by:
     """Clean up one run from its ledger, under the run's lock; `include_kept` also undoes a run kept on purpose."""
     assert ledger.path is not None and ledger.run is not None
     run_dir = ledger.path.parent
-    with _locked(run_dir):
+    with filelock.held(run_dir / LOCK_FILE, LOCK_TIMEOUT_S, "another recovery of this run"):
         ledger = Ledger.load(ledger.path)  # as it is now that we hold the lock
         run = ledger.run
         if run.cleanup is Cleanup.DONE:
@@ -229,26 +226,6 @@ def _context(ledger: Ledger, settings: MeshidSettings) -> RunContext:
     if run.kubeconfig:
         ctx.handle = ctx.provider.handle(Path(run.kubeconfig), run.context, owned=False)
     return ctx
-
-
-@contextmanager
-def _locked(run_dir: Path, timeout_s: float = 600.0) -> Iterator[None]:
-    """Hold the run's recovery lock; another recovery of it waits (at most `timeout_s`)."""
-    deadline = time.monotonic() + timeout_s
-    with (run_dir / LOCK_FILE).open("w") as lock:
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise ExternalCallError(f"lock {run_dir / LOCK_FILE}", f"another recovery of this run held "
-                                            f"it for more than {timeout_s:g} s") from None
-                interrupt.wait(LOCK_POLL_S)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _stop_leftovers(run_id: str) -> None:

@@ -28,6 +28,8 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         rf"\g<key>\g<vq>{REDACTED}\g<vq>",
     ),
     (re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), REDACTED),
+    # The password of a URL's user info (scheme://user:password@host, RFC 3986 section 3.2.1).
+    (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^/\s@]+@", re.IGNORECASE), rf"\g<1>{REDACTED}@"),
 )
 
 _MIN_LITERAL = 4  # shorter literals would blank out ordinary words

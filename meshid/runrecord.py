@@ -26,6 +26,12 @@ class Writer(BaseModel):
         """This process."""
         return cls(pid=os.getpid(), start_ticks=_start_ticks(os.getpid()) or 0)
 
+    @classmethod
+    def of(cls, pid: int) -> Writer | None:
+        """The live process `pid`; None when there is none."""
+        ticks = _start_ticks(pid)
+        return None if ticks is None else cls(pid=pid, start_ticks=ticks)
+
     def alive(self) -> bool:
         """Whether this very process still runs (not a zombie, and not another process that got its pid)."""
         return _start_ticks(self.pid) == self.start_ticks

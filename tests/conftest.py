@@ -1,9 +1,13 @@
-"""Session fixtures: one sandbox cluster (with its chart repository and emulator) shared by the whole run."""
+"""Session fixtures: one sandbox cluster (with its chart repository and emulator) shared by the whole run; a meshid
+home of a test's own, whose background Prefect server the test stops."""
 
 from __future__ import annotations
 
 import os
+import signal
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -59,3 +63,49 @@ def api_client(kubeconfig):
     client = config.new_client_from_config(config_file=str(kubeconfig))
     yield client
     client.close()
+
+
+@contextmanager
+def isolated_meshid_home(path: Path) -> Iterator[Path]:
+    """A meshid home of its own at `path`, with the built binaries linked in: its sandboxes and its background Prefect
+    server are the test's. At the end, also when the test failed, the server is stopped, and so is any process still
+    working in the server's folder (one a lost pid file no longer names); a test that left one fails."""
+    from meshid.prefectserver import BackgroundServer
+    from sandbox import binaries
+
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "bin").symlink_to(binaries.home() / "bin")
+    server = BackgroundServer(path)
+    try:
+        yield path
+    finally:
+        server.stop()
+        left = working_in(server.folder)
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        assert not left, f"processes left working in {server.folder}: {left}"
+
+
+def working_in(folder: Path) -> list[int]:
+    """Pids of the processes whose working directory is `folder` (a background Prefect server works in its own)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "cwd").resolve() == folder.resolve():
+                found.append(int(entry.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+def wait_gone(pid: int, within_s: float = 15) -> bool:
+    """Whether process `pid` is gone (or a zombie) within `within_s`."""
+    from sandbox import processes
+
+    deadline = time.monotonic() + within_s
+    while processes.alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not processes.alive(pid)

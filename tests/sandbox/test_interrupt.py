@@ -2,8 +2,10 @@
 runs, on a sandbox it starts and on an existing cluster; kill -9 and `meshid recover`; a second signal; `--cleanup
 never`; and sandboxes whose owner run is gone.
 
-Each run is a `meshid run` process without PREFECT_API_URL (so with its own temporary Prefect server), found to be in
-a stage by its own log line `stage <name>, attempt 1`. A fast emulator tick keeps the runs short; where a stage would
+Each run is a `meshid run` process without PREFECT_API_URL, found to be in a stage by its own log line `stage <name>,
+attempt 1`. The runs use the background Prefect server of the module's own meshid home (the first run starts it, and
+the module stops it at its end); no run starts a temporary server, and a signal to a run leaves the background server
+serving. A fast emulator tick keeps the runs short; where a stage would
 end before a signal can reach it, the world is made slower for that run (the MeshIdentity's Ready waits for a tick
 of 30 s) or the stage is given a window to fill (a permission that never lets the demo in).
 """
@@ -31,20 +33,32 @@ from meshid.settings import MeshidSettings
 from meshid.stages import preflight
 from meshid.stages.context import RunContext
 from meshid.stages.output import StageOutput
+from meshid.prefectserver import BackgroundServer, State
 from sandbox import lifecycle, processes
-from tests.conftest import require_private_netns
+from tests.conftest import isolated_meshid_home, require_private_netns
 
 MESHID = [sys.executable, "-m", "meshid.cli"]
 STOP_DEADLINE_S = 60  # from the signal to the process's exit, cleanup included
 SLOW_TICK_S = 30
-SERVER_APP = b"prefect.server.api.server:create_app"  # what the temporary server's uvicorn serves
+# What the uvicorn of a temporary Prefect server serves (`SubprocessASGIServer` in prefect/server/api/server.py), the
+# one Prefect starts itself without an API URL and meshid's runs no longer start.
+TEMPORARY_SERVER_APP = b"prefect.server.api.server:create_app"
 NEVER_LETS_IN = ["--mtp-match", "Exact", "--mtp-value", "spiffe://default.default.mesh.local/ns/elsewhere/sa/default"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def meshid_home(tmp_path_factory):
+    """A meshid home of the module's own: its sandboxes, and the background Prefect server its runs use, which the
+    module stops at its end (also when a test failed)."""
+    require_private_netns()
+    with isolated_meshid_home(tmp_path_factory.mktemp("meshid-home")) as home, pytest.MonkeyPatch.context() as env:
+        env.setenv("MESHID_HOME", str(home))
+        yield home
 
 
 @pytest.fixture(scope="module")
 def prefect_home(tmp_path_factory) -> Path:
-    """One Prefect home for the module's temporary servers (its database is migrated once)."""
-    require_private_netns()
+    """The runs' client-side Prefect home: no profile of whoever runs the tests names a server."""
     return tmp_path_factory.mktemp("prefect-home")
 
 
@@ -81,16 +95,17 @@ class Run:
     def stage_started(self, stage: str) -> None:
         self.wait_for(f"stage {stage}, attempt 1")
 
-    def server_pid(self) -> int:
-        """The temporary Prefect server this run started (a child of it)."""
+    def temporary_servers(self) -> list[int]:
+        """Temporary Prefect servers this run started (children of it)."""
+        found = []
         for entry in Path("/proc").iterdir():
             try:
                 ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                if ppid == self.proc.pid and SERVER_APP in (entry / "cmdline").read_bytes():
-                    return int(entry.name)
+                if ppid == self.proc.pid and TEMPORARY_SERVER_APP in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
             except (OSError, ValueError, IndexError):
                 continue
-        pytest.fail(f"meshid run (pid {self.proc.pid}) has no temporary Prefect server")
+        return found
 
     def send(self, signum: int) -> None:
         self.signalled_at = time.monotonic()
@@ -118,11 +133,11 @@ def _gone(name: str) -> None:
     assert not state_dir.exists() and processes.using(state_dir) == []
 
 
-def _ended(pid: int, within_s: float = 10) -> None:
-    deadline = time.monotonic() + within_s
-    while processes.alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not processes.alive(pid), f"the temporary Prefect server (pid {pid}) outlived its run"
+def _background_server(home: Path) -> int:
+    """The pid of the background Prefect server, which must be serving."""
+    seen = BackgroundServer(home).look()
+    assert seen.state is State.RUNNING, f"the background Prefect server is {seen.describe()}"
+    return seen.record.process.pid
 
 
 def _interrupted(run: Run, rc: int, out: str, err: str, signum: int, stage: str) -> dict:
@@ -152,8 +167,8 @@ def _slow_identity(name: str) -> None:
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("stage", ["cluster-start", "install-kong-mesh", "apply-mesh-identity",
                                    "connectivity-after-permission"])
-def test_a_signal_stops_a_sandbox_run_which_deletes_its_sandbox_and_exits_130_or_143(tmp_path, prefect_home, stage,
-                                                                                      signum):
+def test_a_signal_stops_a_sandbox_run_which_deletes_its_sandbox_and_exits_130_or_143(tmp_path, prefect_home,
+                                                                                      meshid_home, stage, signum):
     name = f"int-{uuid.uuid4().hex[:6]}"
     run = Run(tmp_path, prefect_home, "--target-name", name,
               *(NEVER_LETS_IN if stage == "connectivity-after-permission" else []))
@@ -161,13 +176,14 @@ def test_a_signal_stops_a_sandbox_run_which_deletes_its_sandbox_and_exits_130_or
         run.stage_started("install-kong-mesh")
         _slow_identity(name)
     run.stage_started(stage)
-    server = run.server_pid()
+    assert run.temporary_servers() == [], "a run uses the background server, not a temporary one"
+    server = _background_server(meshid_home)
     run.send(signum)
     rc, out, err = run.finish()
     _interrupted(run, rc, out, err, signum, stage)
     assert f"cleanup: deleted cluster {name} (provider sandbox)" in out
     _gone(name)
-    _ended(server)
+    assert _background_server(meshid_home) == server, "the signal to the run left the background server serving"
 
 
 # An existing cluster
@@ -255,14 +271,16 @@ def test_a_second_signal_skips_the_cleanup_and_the_printed_command_finishes_it(t
 # A run that died, and a run kept on purpose
 
 
-def test_kill_9_leaves_an_unrecovered_run_that_preflight_names_and_recover_removes(tmp_path, prefect_home):
+def test_kill_9_leaves_an_unrecovered_run_that_preflight_names_and_recover_removes(tmp_path, prefect_home,
+                                                                                    meshid_home):
     name = f"int-{uuid.uuid4().hex[:6]}"
     run = Run(tmp_path, prefect_home, "--target-name", name)
     run.stage_started("install-kong-mesh")
-    server = run.server_pid()
+    assert run.temporary_servers() == []
+    server = _background_server(meshid_home)
     run.proc.kill()
     run.proc.wait()
-    _ended(server)  # the kernel ended it with its parent
+    assert _background_server(meshid_home) == server, "the background server outlives a killed run"
     assert name in [info.name for info in lifecycle.status()], "a killed run cleans up nothing itself"
     [listed] = json.loads(run.meshid("runs", "-o", "json").stdout)
     assert listed["state"] == "unrecovered"

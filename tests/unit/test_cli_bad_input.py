@@ -43,6 +43,7 @@ def test_bad_run_input_is_rejected_before_anything_starts(isolated, args, field,
     assert done.stderr.startswith(f"meshid: {field}: ") and says in done.stderr and "Fix: " in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "home" / "sandboxes").exists() and not (tmp_path / "runs").exists()
+    assert not (tmp_path / "home" / "prefect-server").exists(), "bad input starts no Prefect server either"
 
 
 def test_unknown_context_is_named_and_no_secret_leaks(isolated):

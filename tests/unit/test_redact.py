@@ -84,3 +84,9 @@ def test_register_is_thread_safe():
         t.join()
     out = redact(" ".join(values))
     assert out == " ".join([REDACTED] * len(values))
+
+
+def test_a_urls_password_goes_and_the_rest_of_the_url_stays():
+    out = redact("PREFECT_API_URL=https://ops:pa55w0rd@prefect.example.org:4200/api, plain http://127.0.0.1:4200/api")
+    assert "pa55w0rd" not in out
+    assert f"https://ops:{REDACTED}@prefect.example.org:4200/api" in out and "plain http://127.0.0.1:4200/api" in out
