@@ -170,6 +170,13 @@ CATALOGUE: dict[str, CheckSpec] = {
             "is injected, and its sidecar's stats (`kubectl port-forward KV-POD 9901`, then `/stats`).",
         ),
         CheckSpec(
+            "MID065", "kv's sidecar serves a certificate for its SPIFFE ID", _FAIL,
+            "kv's proxy serves no certificate carrying the SPIFFE ID Kong Mesh renders for it, so SPIRE issued none "
+            "under that ID: its SVIDs carry another trust domain or path (SPIRE's `global.spire.trustDomain` against "
+            "the MeshIdentity's, the ClusterSPIFFEID template against `spiffeID.path`), or SPIRE holds no entry for "
+            "the pod (MID032). A mesh CA certificate (`spiffe://MESH/...`) means no Ready MeshIdentity selects it.",
+        ),
+        CheckSpec(
             "MID064", "The negative probe is denied while the demo is allowed", _FAIL,
             "A client whose SPIFFE ID the permission does not admit must be refused while demo-app is let in: if the "
             "probe got through, a MeshTrafficPermission on kv admits too much (an allow-all, a Prefix wider than the "

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from meshid import checks, identity, registration
 from meshid.conditions import conditions_text, daemonset_ready, has_volume, is_true, live, pods_ready
-from meshid.envoy_admin import inbound_handshakes
+from meshid.envoy_admin import inbound_handshakes, served_ids
 from meshid.errors import ExternalCallError
 from meshid.kube import Cluster
 from meshid.manifests import DEMO_PORT, DEMO_WORKLOADS, MESH, SPIRE_INJECTION_ENV, traffic_permission
@@ -99,8 +99,12 @@ def _behaviour(cluster: Cluster, p: GuideParams) -> list[CheckResult]:
     count = inbound_handshakes(cluster, p.namespaces.demo, kv, DEMO_PORT, p.timeouts.http_s)
     tls = (f"kv pod {kv}: listener *_{DEMO_PORT} ssl.handshake {count}" if count is not None
            else f"kv pod {kv}: no sidecar, or no TLS stats on its inbound listener {DEMO_PORT}")
+    ids = served_ids(cluster, p.namespaces.demo, kv, p.timeouts.http_s)
+    certs = "no sidecar" if ids is None else ", ".join(ids) or "no certificate"
     return [checks.result("MID061", served, f"with MeshTrafficPermission {mtp['name']}: {seen}"),
-            checks.result("MID063", bool(count), tls)]
+            checks.result("MID063", bool(count), tls),
+            checks.result("MID065", bool(ids) and p.workload_id() in ids, f"kv pod {kv} serves: {certs}; "
+                          f"expected {p.workload_id()}")]
 
 
 SUITE: tuple[tuple[str, Check], ...] = (

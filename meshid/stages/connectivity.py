@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from meshid.envoy_admin import inbound_handshakes
+from meshid.envoy_admin import inbound_handshakes, served_ids
 from meshid.identity import permits
 from meshid.kube import ApiError
 from meshid.manifests import DEMO_PORT
 from meshid.probes import Expectation, allowed, counter_probe, denied, expect, serving_pod
 from meshid.results import HttpExchange
+from meshid.polling import poll
 from meshid.stages.context import RunContext
 from meshid.stages.output import StageOutput
 from meshid.stages.register_spiffe_ids import check_entries
 from meshid.stages.restart_workloads import IDENTITY_SERVICE
+from meshid.stages.waits import checked_wait
 
 DENIAL_STREAK = 3  # consecutive denials that show identity-based mTLS is in force before the permission
 CONFIRM_S = 5.0  # entries must be there already: the bound only rides out a transient error of the exec
@@ -80,8 +82,25 @@ def after_permission(ctx: RunContext, out: StageOutput) -> None:
                                       f"{p.timeouts.connectivity_s:.0f}s window")
         after = _handshakes(ctx, kv)
         out.check("MID063", bool(after), _handshake_summary(kv, before, after))
+    check_served_identity(ctx, out, kv, p.timeouts.connectivity_s if result.met else 0)
     # after success a confirmation; after a failure, whether missing registrations explain it
     check_entries(ctx, out, timeout_s=CONFIRM_S)
+
+
+def check_served_identity(ctx: RunContext, out: StageOutput, pod: str, wait_s: float) -> None:
+    """MID065: kv's proxy serves the SPIFFE ID the MeshIdentity gives it (after allowed calls, the proof that SPIRE's
+    identity is what let them in, waited for up to `wait_s` as the control plane pushes it to each proxy on its own
+    loop; after failed calls, often why)."""
+    p = ctx.params
+    wanted = p.workload_id()
+
+    def read() -> tuple[bool, str, str]:
+        served = served_ids(ctx.cluster, p.namespaces.demo, pod, p.timeouts.http_s)
+        seen = f"kv pod {pod} serves: {'no sidecar' if served is None else ', '.join(served) or 'no certificate'}"
+        return bool(served) and wanted in served, seen, seen
+
+    checked_wait(out, "MID065", lambda: poll(f"kv's sidecar serving {wanted}", read, wait_s),
+                 lambda seen: f"{seen}, as expected")
 
 
 def _handshakes(ctx: RunContext, pod: str) -> int | None:

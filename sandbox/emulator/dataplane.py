@@ -182,7 +182,7 @@ class DataPlane:
                 forwards.append((APP_PORT, server.port))
             if kuma.injected(pod):
                 sidecar = self._sidecars[uid] = envoy.Sidecar(pod["metadata"]["name"], lambda: self._inbounds(uid),
-                                                              lambda: self._tls(uid))
+                                                              lambda: self._tls(uid), lambda: self._identities(uid))
                 forwards.append((envoy.ADMIN_PORT, sidecar.port))
         self._forward(pod, forwards)
         log.info("serving %s/%s on %s", pod["metadata"]["namespace"], pod["metadata"]["name"],
@@ -229,6 +229,13 @@ class DataPlane:
         with self._lock:
             pod = self._pods.get(uid)
         return pod is not None and envoy.has_tls(self._converger.published.proxy_of(pod))
+
+    def _identities(self, uid: str) -> tuple[str, ...]:
+        """The SPIFFE IDs of the certificate the pod's proxy serves now (none without one)."""
+        with self._lock:
+            pod = self._pods.get(uid)
+        proxy = self._converger.published.proxy_of(pod) if pod is not None else None
+        return proxy.spiffe_ids if proxy is not None and envoy.has_tls(proxy) else ()
 
     def _endpoints(self, host: str, port: int, default_namespace: str) -> tuple[list[PodServer], Mapping | None]:
         """The ready pod servers behind the Service a kv URL host names (<svc>[.<namespace>[.svc...]]), and the

@@ -15,6 +15,10 @@ by name, or `format=json` `{"stats": [{"name", "value"}]}`; `filter=<regex>` mat
   util/xds/metric_sanitizer.go); Envoy's HTTP RBAC filter counts under `http.<prefix>.rbac.`.
 Counters start at 0 with the pod's sidecar; once an inbound had TLS its ssl and RBAC counters stay listed.
 
+`/certs` lists the certificate the proxy serves, as Envoy's admin does (`{"certificates": [{"ca_cert": [...],
+"cert_chain": [{"path", "serial_number", "subject_alt_names": [{"uri": ...}], ...}]}]}`; none while it has no
+certificate): the SPIRE SVID's SPIFFE ID under a MeshIdentity, the mesh CA's `spiffe://<mesh>/<service>` ones before.
+
 Connections are modelled as Envoy's upstream HTTP/1.1 pool keeps them: one connection between two proxies, reused
 across requests, re-established when either side's certificate changes or the server's inbound configuration changes
 (an LDS update drains the listener's connections). A new connection is one `downstream_cx_total` and one TLS
@@ -62,8 +66,9 @@ class Sidecar:
     """One pod's Envoy counters and admin server; `inbounds()` gives (pod IP, port) of its inbounds now and
     `tls()` whether they have TLS now."""
 
-    def __init__(self, name: str, inbounds: Callable[[], list[tuple[str, int]]], tls: Callable[[], bool]) -> None:
-        self.name, self._inbounds, self._tls = name, inbounds, tls
+    def __init__(self, name: str, inbounds: Callable[[], list[tuple[str, int]]], tls: Callable[[], bool],
+                 identities: Callable[[], tuple[str, ...]]) -> None:
+        self.name, self._inbounds, self._tls, self.identities = name, inbounds, tls, identities
         self._counters: dict[str, int] = defaultdict(int)
         self._lock = threading.Lock()
         self._had_tls = False  # Envoy keeps a listener's stats when its TLS context goes away
@@ -97,6 +102,15 @@ class Sidecar:
         self._http.server_close()
 
 
+def certificates(uris: tuple[str, ...]) -> bytes:
+    """Envoy's /certs answer for a proxy serving a certificate with these URI SANs (none: no certificate)."""
+    chain = [{"path": "<inline>", "serial_number": f"{abs(hash(uris)) % 16 ** 16:016x}",
+              "subject_alt_names": [{"uri": uri} for uri in uris], "days_until_expiration": "0",
+              "valid_from": "", "expiration_time": ""}] if uris else []
+    return json.dumps({"certificates": [{"ca_cert": [], "cert_chain": chain}] if chain else []},
+                      separators=(",", ":")).encode()
+
+
 def render(stats: Mapping[str, int], query: str) -> tuple[str, bytes]:
     """Envoy's /stats answer (content type, body) for the query string (format=json, filter=<regex>, usedonly)."""
     params = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
@@ -121,10 +135,12 @@ class _AdminHandler(BaseHTTPRequestHandler):
                 status = 200
             except re.error as exc:
                 content_type, body, status = "text/plain", f"Invalid regex: {exc}\n".encode(), 400
+        elif url.path == "/certs":
+            content_type, body, status = "application/json", certificates(self.server.sidecar.identities()), 200
         elif url.path == "/ready":
             content_type, body, status = "text/plain; charset=UTF-8", b"LIVE\n", 200
         else:
-            content_type, body, status = "text/plain", b"invalid path. admin commands are: /ready /stats\n", 404
+            content_type, body, status = "text/plain", b"invalid path. admin commands are: /certs /ready /stats\n", 404
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))

@@ -155,3 +155,18 @@ def test_no_default_storageclass_fails_in_seconds_with_the_fix_and_emptydir_need
     state, report = _run(world, tmp_path, "emptydir", spire_persistence="emptyDir")
     assert state.is_completed(), state.message
     assert _leftovers(world) == []
+
+
+def test_svids_of_another_trust_domain_leave_kv_without_a_certificate_and_the_run_says_so(world, faults, tmp_path):
+    # Kuma asks SPIRE's agent (SDS) for the secret named by the rendered SPIFFE ID (kumahq/kuma 2.12.3
+    # meshidentity/providers/spire/spire.go, sourceConfigurer(spiffeID)): an SVID of another trust domain never
+    # answers it, so the proxy serves no certificate at all (Envoy's /certs lists none).
+    faults(svid_trust_domain="other.example.org")
+    state, report = _run(world, tmp_path, "foreign-svid", timeouts={"connectivity_s": 6})
+    assert state.is_failed() and report["failed_stage"] == "connectivity-after-permission"
+    after = _stage(report, "connectivity-after-permission")
+    mid065 = _check(after, "MID065")
+    assert mid065["outcome"] == "failed" and "no certificate" in mid065["message"] and DEMO_ID in mid065["message"]
+    assert "trust domain" in mid065["hint"]
+    assert _check(after, "MID061")["outcome"] == "failed"
+    assert _leftovers(world) == []
