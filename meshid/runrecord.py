@@ -24,7 +24,12 @@ class Writer(BaseModel):
     @classmethod
     def current(cls) -> Writer:
         """This process."""
-        return cls(pid=os.getpid(), start_ticks=_start_ticks(os.getpid()) or 0)
+        return cls.of(os.getpid())
+
+    @classmethod
+    def of(cls, pid: int) -> Writer:
+        """The process `pid` as it runs now (start time 0 when it is gone)."""
+        return cls(pid=pid, start_ticks=_start_ticks(pid) or 0)
 
     def alive(self) -> bool:
         """Whether this very process still runs (not a zombie, and not another process that got its pid)."""
