@@ -120,9 +120,11 @@ def test_validate_fleet_with_an_unreachable_target_names_it_and_fails(clusters, 
     for name in ("a", "b"):
         spans = sorted((r.start_time, r.end_time) for r in runs if r.parameters["params"]["target"]["name"] == name)
         assert len(spans) == 2 and spans[0][1] <= spans[1][0], spans
-    with get_client(sync_client=True) as client:
+    with get_client(sync_client=True) as client:  # the lock each run took, named after its kubeconfig's server
         assert client.read_global_concurrency_limit_by_name(lock_name(parse_fleet(
             {"trust_domains": [TD], "targets": [_target("a", a)]}).targets[0])).limit == 1
+    assert {r["worker"] for r in results.values()} == {"local"}
+    assert all(r["flow_run_id"] in r["run_url"] for r in results.values() if r["run_url"])
 
 
 def test_breaker_through_the_cli_stops_after_k_infrastructure_failures(clusters, tmp_path, capsys):
@@ -281,26 +283,28 @@ def test_plan_changes_nothing_and_says_what_would_happen(clusters, resumed, tmp_
             plans["configured"][("Deployment", "kv")][0]} <= {"unchanged", "would update"}
 
 
-def test_cluster_lock_waits_for_the_holder_and_times_out():
-    from flows.fleet import _ensure_locks, cluster_lock
+def test_cluster_lock_is_created_when_missing_waits_for_the_holder_and_times_out():
+    from flows.target import cluster_lock
 
-    _ensure_locks({"meshid-cluster-lock-test"})
+    name = f"meshid-cluster-lock-test-{time.monotonic_ns()}"
     held, release = threading.Event(), threading.Event()
 
     def holder() -> None:
-        with cluster_lock("meshid-cluster-lock-test", 10):
+        with cluster_lock(name, 10, 60):
             held.set()
             release.wait(10)
 
     thread = threading.Thread(target=holder)
     thread.start()
     assert held.wait(10)
+    with get_client(sync_client=True) as client:
+        assert client.read_global_concurrency_limit_by_name(name).limit == 1  # created by the first holder
     with pytest.raises(TimeoutError, match="still held by another run"):
-        with cluster_lock("meshid-cluster-lock-test", 1):
+        with cluster_lock(name, 1, 60):
             pass
     release.set()
     started = time.monotonic()
-    with cluster_lock("meshid-cluster-lock-test", 10):
+    with cluster_lock(name, 10, 60):
         waited = time.monotonic() - started
     thread.join()
     assert waited < 5
