@@ -8,13 +8,14 @@ NETNS  := unshare $(if $(filter 0,$(shell id -u)),-n,-rn) -- sh -c 'ip link set 
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install system-tools bytecode sandbox-build test demo bench bench-fleet bench-cli clean
+.PHONY: install system-tools bytecode sandbox-build stack stack-down test demo bench bench-fleet bench-overhead bench-cli clean
 
 install: $(VENV)/.installed system-tools bytecode
 
 # Debian packages the tests use: jq and curl (sandbox/guide.sh runs the guide's own commands), chromium (the Prefect
-# UI test in tests/deployments; without it that one test is skipped). Installed when missing and we are root.
-SYSTEM_TOOLS := jq:jq curl:curl chromium:chromium
+# UI test in tests/deployments; without it that one test is skipped), postgresql (the stack tests/deployments start;
+# pg_ctlcluster comes with it). Installed when missing and we are root.
+SYSTEM_TOOLS := jq:jq curl:curl chromium:chromium pg_ctlcluster:postgresql
 system-tools:
 	@missing=""; for t in $(SYSTEM_TOOLS); do command -v "$${t%%:*}" >/dev/null || missing="$$missing $${t##*:}"; done; \
 	if [ -n "$$missing" ]; then \
@@ -37,6 +38,14 @@ bytecode: $(VENV)/.installed
 sandbox-build:
 	bash sandbox/build.sh >/dev/null
 
+# PostgreSQL, a Prefect server on it and two process workers (queues default and eu), in the caller's network
+# namespace; the last line printed is PREFECT_API_URL=<url>. `make stack-down` stops them and keeps the database.
+stack: install
+	$(BIN)/python -m deployments.stack up
+
+stack-down:
+	$(BIN)/python -m deployments.stack down
+
 # Two pytest processes: tests/deployments talk to a real `prefect server start`, and Prefect's log and event workers
 # are process-wide singletons bound to the first server they see, so those tests get a process of their own.
 test: install sandbox-build
@@ -55,6 +64,9 @@ bench: install sandbox-build
 
 bench-fleet: install sandbox-build
 	$(NETNS) $(BIN)/python bench/fleet_scaling.py
+
+bench-overhead: install sandbox-build
+	$(NETNS) $(BIN)/python bench/fleet_overhead.py
 
 bench-cli: install sandbox-build
 	$(NETNS) $(BIN)/python bench/cli_cold.py

@@ -3,6 +3,14 @@
 - the process work pool `meshid` (prefect.yaml's deployments need it before `prefect deploy --all`);
 - the global concurrency limit `meshid-fleet` (4 slots): how many targets all fleet runs together may work on at
   once, one slot per target (the per-cluster locks `meshid-cluster-*` are created by the fleet flow itself);
+- the automation "meshid crash zombie runs": a flow run that sent heartbeats and then fell silent for
+  ZOMBIE_AFTER (its process or its worker died unseen, e.g. SIGKILL or a lost machine) is set Crashed. This is
+  Prefect's own zombie detection for self-hosted servers (docs.prefect.io, "Detect zombie flows"): the server has no
+  service for it, only this proactive trigger on `prefect.flow-run.heartbeat` events. Worker-run flows send one every
+  PREFECT_FLOWS_HEARTBEAT_FREQUENCY seconds (default 180, minimum 30: prefect/settings/models/flows.py,
+  MINIMUM_HEARTBEAT_INTERVAL in prefect/flow_engine.py); ZOMBIE_AFTER is three of the stack's 30 s heartbeats, and
+  the server evaluates proactive triggers every 5 s (PREFECT_SERVER_EVENTS_PROACTIVE_GRANULARITY), so a run whose
+  worker is killed is Crashed 60 to 95 s after it died;
 - the automations "meshid nightly failed" (a nightly-validation run Failed or Crashed) and "meshid nightly
   recovered" (a nightly run Completed after a failure), which notify through a notification block the user made.
 
@@ -19,8 +27,9 @@ from uuid import UUID
 
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, WorkPoolCreate
-from prefect.events.actions import SendNotification
-from prefect.events.schemas.automations import AutomationCore, EventTrigger
+from prefect.client.schemas.objects import StateType
+from prefect.events.actions import ChangeFlowRunState, SendNotification
+from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 from prefect.exceptions import ObjectNotFound
 from prefect.workers.process import ProcessWorker
 
@@ -32,6 +41,11 @@ NIGHTLY = "nightly-validation"
 FAILED_AUTOMATION = "meshid nightly failed"
 RECOVERED_AUTOMATION = "meshid nightly recovered"
 RECOVERY_WINDOW = timedelta(days=7)
+ZOMBIE_AUTOMATION = "meshid crash zombie runs"
+HEARTBEAT_S = 30  # PREFECT_FLOWS_HEARTBEAT_FREQUENCY of the stack's workers (deployments/stack.py): Prefect's minimum
+ZOMBIE_AFTER = timedelta(seconds=3 * HEARTBEAT_S)
+ENDS = {"prefect.flow-run.Completed", "prefect.flow-run.Failed", "prefect.flow-run.Cancelled",
+        "prefect.flow-run.Crashed"}
 BAD_ENDS = {"prefect.flow-run.Failed", "prefect.flow-run.Crashed"}
 BODY = ("Flow run {{ flow_run.name }} of deployment {{ deployment.name }} is {{ flow_run.state.name }}: "
         "{{ flow_run.state.message }}\n{{ flow_run|ui_url }}")
@@ -101,6 +115,19 @@ def automations(block_id: UUID) -> list[AutomationCore]:
     ]
 
 
+def zombie_automation() -> AutomationCore:
+    """Crash a flow run whose heartbeats stopped for ZOMBIE_AFTER before it ended (see the module docstring)."""
+    heartbeat = "prefect.flow-run.heartbeat"
+    return AutomationCore(
+        name=ZOMBIE_AUTOMATION, description=f"set Crashed a flow run that sent no heartbeat for "
+        f"{ZOMBIE_AFTER.seconds} s and did not end: its process or worker died unseen",
+        trigger=EventTrigger(after={heartbeat}, expect={heartbeat, *ENDS},
+                             match={"prefect.resource.id": "prefect.flow-run.*"}, for_each={"prefect.resource.id"},
+                             posture=Posture.Proactive, threshold=1, within=ZOMBIE_AFTER),
+        actions=[ChangeFlowRunState(state=StateType.CRASHED, message=f"no heartbeat for {ZOMBIE_AFTER.seconds} s: "
+                                    "the run's process or its worker died")])
+
+
 def ensure_automation(client: SyncPrefectClient, automation: AutomationCore) -> str:
     """Create the automation, or rewrite the one of that name."""
     existing = client.read_automations_by_name(automation.name)
@@ -117,7 +144,8 @@ def ensure_automation(client: SyncPrefectClient, automation: AutomationCore) -> 
 def setup(notify_block: str | None) -> list[str]:
     """Everything above, against the API of PREFECT_API_URL; returns one line per object."""
     with get_client(sync_client=True) as client:
-        lines = [ensure_pool(client), ensure_limit(client, FLEET_LIMIT, FLEET_LIMIT_SLOTS)]
+        lines = [ensure_pool(client), ensure_limit(client, FLEET_LIMIT, FLEET_LIMIT_SLOTS),
+                 ensure_automation(client, zombie_automation())]
         if notify_block is None:
             return lines + [f"automations {FAILED_AUTOMATION!r} and {RECOVERED_AUTOMATION!r}: SKIPPED, no "
                             f"--notify-block given; to add them, {HOW_TO_NOTIFY}"]

@@ -1,164 +1,73 @@
 """The fleet: targets x trust domains, validated, rolled out in waves, or planned; one lock per cluster, bounded
 concurrency, a circuit breaker, and one summary, JSON report and JUnit for the whole fleet.
 
-Each target x trust domain is a `fleet-target` child flow run from a task that holds its cluster's lock (a strict
-global concurrency limit of 1); the plans, thresholds and reports come from `meshid.fleet`.
+Each target x trust domain is a `fleet-job` task that runs a `fleet-target` flow run where the spec's `dispatch`
+says (`flows.dispatch`: a subflow here, or a deployment run on a Prefect worker); that run holds its cluster's lock
+(`flows.target`). Waves, thresholds, approval, rollback, the breaker, resume and the reports are the same for both
+dispatch modes; the plans, thresholds and reports come from `meshid.fleet`.
 
 SIGINT and SIGTERM (a worker cancelling the fleet's run) stop the fleet: no further target starts, and the running
-children stop and clean up as `flows.guide` does, each ending Cancelled. A deployed validation (the nightly) first
-recovers the unfinished runs of its own targets (`meshid.recovery`).
+children stop and clean up as `flows.guide` does, each ending Cancelled (on a worker: cancelled through the API). A
+deployed validation (the nightly) first recovers the unfinished runs of each target (`meshid.recovery`), in that
+target's run.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
 from prefect.concurrency.sync import concurrency
 from prefect.events import emit_event
-from prefect.exceptions import FlowPauseTimeout, ObjectAlreadyExists
+from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 from prefect.futures import PrefectFuture
 from prefect.input import RunInput
 from prefect.runtime import deployment, flow_run
 from prefect.states import Cancelled, Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
-from prefect.utilities.annotations import quote
 from pydantic import Field
 
+from flows import dispatch
 from flows.cleanup_hooks import finish_cleanup
-from flows.guide import STOP_POLL_S, end_state, resolve, run_guide, start_run
-from meshid import __version__, interrupt, recovery, reports
+from flows.guide import STOP_POLL_S
+from meshid import interrupt, reports
 from meshid.fleet import (FLEET_LIMIT, CircuitBreaker, FleetMode, FleetReport, FleetSpec, Job, RolloutState, Scheduler,
                           TargetResult, fleet_dir, jobs, plan_waves, wave_check)
-from meshid.models import GuideParams
-from meshid.results import SUCCESS, Outcome, RunReport, TargetRef
+from meshid.results import SUCCESS, Outcome
 from meshid.settings import load_settings
-from meshid.runrecord import Cleanup
-from meshid.settings import MeshidSettings
-from meshid.stages.context import RunContext
 from meshid.stages.runner import describe
 from tasks import artifact_sink
-from tasks.plan import plan
 
 APPROVAL_POLL_S = 5
-LOCK_POLL_S = 2.0
-_ACQUIRING = threading.Lock()  # one slot acquisition at a time in this process (see cluster_lock)
 
 OnResult = Callable[[TargetResult], None]
-
-
-def _target_report(ctx: RunContext, mode: FleetMode) -> RunReport:
-    """The plan stage alone, or the guide."""
-    if mode is FleetMode.PLAN:
-        started = datetime.now(UTC)
-        stage = resolve("plan", plan.submit(quote(ctx)), ctx)
-        target = ctx.params.target
-        report = RunReport.build(run_id=ctx.run_id, target=TargetRef(name=target.name, provider=target.provider.value),
-                                 trust_domain=ctx.params.trust_domain, stages=[stage],
-                                 versions={"meshid": __version__, **ctx.versions}, started_at=started,
-                                 fixtures=(ctx.params.namespaces.probe,))
-        reports.write_json(report, ctx.run_dir / "report.json")
-        ctx.ledger.update_run(outcome=report.outcome.value, stage=report.failed_stage)
-        recovery.finish(ctx.ledger, Cleanup.DONE, "run", "nothing to clean up: a plan changes nothing")
-        return report
-    return run_guide(ctx)  # a rollout that fails is rolled back there
-
-
-@flow(name="fleet-target", flow_run_name="{mode}-{params.target.name}-{params.trust_domain}",
-      task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=True,
-      on_cancellation=[finish_cleanup], on_crashed=[finish_cleanup])
-def fleet_target(params: GuideParams, mode: FleetMode, wave: int | None = None) -> State:
-    """One target x trust domain of a fleet: the guide (rolled back where a rollout fails), or the plan.
-
-    Args:
-        params: the run's guide parameters.
-        mode: validate, rollout or plan.
-        wave: the rollout wave (0 is the canary).
-    """
-    with interrupt.signals_handled():
-        ctx = start_run(params)
-        with artifact_sink.publishing():
-            report = _target_report(ctx, mode)
-    result = TargetResult.from_report(report, wave=wave, run_url=flow_run.ui_url)
-    return end_state(report, ctx, f"{params.target.name} ({params.trust_domain}), {mode.value}", result)
-
-
-@contextmanager
-def cluster_lock(name: str, timeout_s: float) -> Iterator[None]:
-    """Hold the one slot of the cluster's strict global concurrency limit `name`; TimeoutError after `timeout_s`.
-
-    While another run holds the cluster, the acquisition is retried here every LOCK_POLL_S. Acquisitions from this
-    process go one at a time: on a SQLite-backed server, acquisitions racing other writes fail with 503 ("database
-    is locked") and the client backs off exponentially (2, 4, 8 ... s), so they should at least not race each other.
-    """
-    deadline = time.monotonic() + timeout_s
-    with ExitStack() as held:
-        while True:
-            with _ACQUIRING:
-                try:
-                    held.enter_context(concurrency(name, occupy=1, strict=True, max_retries=0))
-                    break
-                except ConcurrencySlotAcquisitionError as exc:
-                    cause = exc.__cause__
-                    if not (isinstance(cause, httpx.HTTPStatusError) and cause.response.status_code == 423):
-                        raise
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"cluster lock {name} still held by another run after {timeout_s:g} s")
-            interrupt.wait(LOCK_POLL_S)
-        yield
+Submit = Callable[[Job], PrefectFuture]  # starts a job's fleet-job task
 
 
 @task(name="fleet-job", task_run_name="{job.target.name}-{job.trust_domain}", cache_policy=NO_CACHE)
-def run_job(job: Job, mode: FleetMode, lock_timeout_s: float) -> TargetResult:
-    """Run one job's child flow while holding its cluster's lock."""
-    # a fleet-wide slot (skipped when deployments.setup did not create the limit), then the cluster's own lock
-    with concurrency(FLEET_LIMIT, occupy=1, strict=False, timeout_seconds=lock_timeout_s), \
-            cluster_lock(job.lock, lock_timeout_s):
-        state = fleet_target(params=job.params, mode=mode, wave=job.wave, return_state=True)
-    value = state.result(raise_on_failure=False)
-    if isinstance(value, TargetResult):
-        return value
-    return TargetResult.not_run(job, Outcome.FAILED, describe(value) if isinstance(value, BaseException)
-                                else str(state.message))
+def run_job(job: Job, spec: FleetSpec, fleet_run_id: str, recover_first: bool) -> TargetResult:
+    """One job, where the spec's dispatch runs it (`flows.dispatch`), holding a fleet-wide slot (skipped when
+    deployments.setup did not create the limit); the run itself holds its cluster's lock (`flows.target`)."""
+    with concurrency(FLEET_LIMIT, occupy=1, strict=False, timeout_seconds=spec.lock_timeout_s):
+        return dispatch.run_job(job, spec, fleet_run_id, recover_first)
 
 
 # Scheduling
-
-
-def _ensure_locks(names: set[str]) -> None:
-    """Create each cluster's global concurrency limit (1 slot) when it is missing."""
-    with get_client(sync_client=True) as client:
-        for name in sorted(names):
-            try:
-                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
-            except ObjectAlreadyExists:
-                pass
 
 
 def _job_result(future: PrefectFuture, job: Job) -> TargetResult:
     value = future.result(raise_on_failure=False)
     if isinstance(value, TargetResult):
         return value
-    if isinstance(value, interrupt.Interrupted):  # stopped while it waited for its cluster's lock
-        return TargetResult.not_run(job, Outcome.SKIPPED, f"not started: the fleet was {value}")
     why = describe(value) if isinstance(value, BaseException) else str(future.state.message)
-    return TargetResult.not_run(job, Outcome.FAILED, why)
+    return TargetResult.not_run(job, Outcome.FAILED, why)  # e.g. no fleet-wide slot within lock_timeout_s
 
 
-def run_jobs(runner: ThreadPoolTaskRunner, scheduler: Scheduler, spec: FleetSpec,
-             on_result: OnResult) -> list[TargetResult]:
+def run_jobs(submit: Submit, scheduler: Scheduler, on_result: OnResult) -> list[TargetResult]:
     """Run the scheduler's jobs to the end (every future resolved); skipped results for those never started."""
     running: dict[concurrent.futures.Future, tuple[PrefectFuture, Job]] = {}
     results: list[TargetResult] = []
@@ -166,7 +75,7 @@ def run_jobs(runner: ThreadPoolTaskRunner, scheduler: Scheduler, spec: FleetSpec
         if interrupt.requested() and not scheduler.stopped:
             scheduler.stopped = f"not started: the fleet was {interrupt.Interrupted(interrupt.received())}"
         while (job := scheduler.start_next()) is not None:
-            future = runner.submit(run_job, {"job": job, "mode": spec.mode, "lock_timeout_s": spec.lock_timeout_s})
+            future = submit(job)
             running[future.wrapped_future] = (future, job)
         if not running:
             break
@@ -207,8 +116,7 @@ def _approve(wave: int, names: list[str], timeout_s: int) -> str | None:
     return None if answer.approve else f"wave {wave} rejected" + (f": {answer.comment}" if answer.comment else "")
 
 
-def rollout(spec: FleetSpec, fleet_run_id: str, runs_dir: Path, runner: ThreadPoolTaskRunner,
-            on_result: OnResult) -> FleetReport:
+def rollout(spec: FleetSpec, fleet_run_id: str, runs_dir: Path, submit: Submit, on_result: OnResult) -> FleetReport:
     """Waves in order, each within its failure threshold; halt, skip the rest, and keep the state for a resume."""
     logger = get_run_logger()
     waves = plan_waves(spec)
@@ -248,7 +156,7 @@ def rollout(spec: FleetSpec, fleet_run_id: str, runs_dir: Path, runner: ThreadPo
         if not todo:
             continue
         scheduler = Scheduler(todo, spec.concurrency, spec.fail_fast, breaker)
-        results = [r for r in run_jobs(runner, scheduler, spec, record) if r.outcome is not Outcome.SKIPPED]
+        results = [r for r in run_jobs(submit, scheduler, record) if r.outcome is not Outcome.SKIPPED]
         ran_before = True
         check = wave_check(index, results, spec.failure_threshold)
         state.checks.append(check)
@@ -305,15 +213,6 @@ def _announcer(total: int, mode: str) -> OnResult:
     return announce
 
 
-def _recover_own_targets(spec: FleetSpec, settings: MeshidSettings, fleet_run_id: str) -> None:
-    """Before a deployed validation: clean up what earlier runs of its targets left (a crash, a SIGKILL)."""
-    logger = get_run_logger()
-    for done in recovery.recover_targets(settings.runs_dir, settings, {t.name for t in spec.targets},
-                                         by=f"fleet run {fleet_run_id}"):
-        for line in done.lines(settings.runs_dir):
-            (logger.warning if done.problems else logger.info)("recovered before the run: %s", line)
-
-
 @flow(name="fleet", flow_run_name="fleet-{spec.mode}", log_prints=True,
       on_cancellation=[finish_cleanup], on_crashed=[finish_cleanup])
 def fleet(spec: FleetSpec, json_report: str | None = None, junit_report: str | None = None) -> State:
@@ -329,21 +228,25 @@ def fleet(spec: FleetSpec, json_report: str | None = None, junit_report: str | N
 
 
 def _run_fleet(spec: FleetSpec, json_report: str | None, junit_report: str | None) -> State:
-    settings = load_settings()
-    fleet_run_id, runs_dir = str(flow_run.id), settings.runs_dir
-    if deployment.id and spec.mode is FleetMode.VALIDATE:
-        _recover_own_targets(spec, settings, fleet_run_id)
+    dispatch.check_workers(spec)  # bad input stops a deployed run here, before any job
+    fleet_run_id, runs_dir = str(flow_run.id), load_settings().runs_dir
+    # a deployed validation (the nightly) cleans up what earlier runs of its targets left; each run does it for its
+    # target, under its cluster's lock, on the machine that holds its ledgers
+    recover_first = bool(deployment.id) and spec.mode is FleetMode.VALIDATE
     rolling = spec.mode is FleetMode.ROLLOUT
     order = jobs(spec, [t for wave in plan_waves(spec) for t in wave] if rolling else spec.targets)
-    _ensure_locks({job.lock for job in order})
     with artifact_sink.publishing():
         announce = _announcer(len(order), spec.mode.value)
         with ThreadPoolTaskRunner(max_workers=spec.concurrency) as runner:
+            def submit(job: Job) -> PrefectFuture:
+                return runner.submit(run_job, {"job": job, "spec": spec, "fleet_run_id": fleet_run_id,
+                                               "recover_first": recover_first})
+
             if rolling:
-                report = rollout(spec, fleet_run_id, runs_dir, runner, announce)
+                report = rollout(spec, fleet_run_id, runs_dir, submit, announce)
             else:
                 scheduler = Scheduler(order, spec.concurrency, spec.fail_fast, CircuitBreaker(spec.circuit_breaker))
-                results = run_jobs(runner, scheduler, spec, announce)
+                results = run_jobs(submit, scheduler, announce)
                 report = FleetReport(fleet_run_id=fleet_run_id, mode=spec.mode, results=results,
                                      halted=scheduler.stopped)
         signum = interrupt.received()

@@ -176,9 +176,10 @@ def interrupted_stages(stages: list[StageResult]) -> list[str]:
     return stopped or never[:1] or [FINALLY]
 
 
-def start_run(params: GuideParams) -> RunContext:
-    """A run of this flow run: its ledger names the flow run and the root flow run of the process (for the hooks)."""
-    return RunContext.create(params, load_settings(), kubeconfig_text=kubeconfig_from_block(params),
+def start_run(params: GuideParams, kubeconfig_text: str | None = None) -> RunContext:
+    """A run of this flow run: its ledger names the flow run and the root flow run of the process (for the hooks).
+    `kubeconfig_text`: the target's Secret block's kubeconfig, when the caller loaded it already."""
+    return RunContext.create(params, load_settings(), kubeconfig_text=kubeconfig_text or kubeconfig_from_block(params),
                              flow_run_id=flow_run.id, root_flow_run_id=flow_run.root_flow_run_id)
 
 

@@ -203,6 +203,12 @@ CATALOGUE: dict[str, CheckSpec] = {
             "releases.",
         ),
         CheckSpec(
+            "MID082", "The target's run reported its result", _FAIL,
+            "The run ended without a report: its process or its worker died (Crashed, by Prefect's zombie detection "
+            "when the worker went too), or it never started. Its changes are undone by `meshid recover` on the "
+            "machine that ran it (the worker's runs dir); its cluster's lock frees itself when its lease expires.",
+        ),
+        CheckSpec(
             "MID090", "No unrecovered earlier run on this cluster", _WARN,
             "An earlier run on this cluster never finished and its process is gone, so what it applied may still be "
             "there: run the `meshid recover` command in the message (`meshid runs` lists every run's state).",

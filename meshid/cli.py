@@ -210,11 +210,14 @@ def _background_server() -> Handle | None:
     return prefectserver.BackgroundServer(load_settings().home).ensure()
 
 
-def _cleanup_line(runs_dir: Path, run_id: str) -> str:
-    """The run's cleanup, in one line, from its ledger."""
+def _cleanup_line(runs_dir: Path, run_id: str, worker: str | None = None) -> str:
+    """The run's cleanup, in one line, from its ledger (on the worker that ran it, for a fleet's worker runs)."""
     from meshid.ledger import FILE, Ledger
 
-    run = Ledger.load(runs_dir / run_id / FILE).run
+    path = runs_dir / run_id / FILE
+    if not path.is_file():
+        return f"cleanup: recorded on the machine that ran it ({worker or 'not here'}; `meshid runs` there)"
+    run = Ledger.load(path).run
     return f"cleanup: {run.summary}" if run and run.summary else "cleanup: not recorded (see `meshid runs`)"
 
 
@@ -391,17 +394,23 @@ def _fleet(args: argparse.Namespace) -> int:
     state = None
     with _until_interrupted():
         with collector_paused():
-            from meshid.fleet import RolloutState, check_kubeconfigs, load_fleet_file
+            from meshid.fleet import Dispatch, RolloutState, check_kubeconfigs, load_fleet_file
             from meshid.settings import load_settings
 
-            spec = load_fleet_file(args.fleet_file, args.mode)  # bad input stops here, before any cluster is touched
-            check_kubeconfigs(spec)
+            # bad input stops here, before any cluster is touched
+            spec = load_fleet_file(args.fleet_file, args.mode, args.dispatch)
+            if spec.dispatch is Dispatch.LOCAL:
+                check_kubeconfigs(spec)  # with workers, the kubeconfigs are on the workers and read there
             runs_dir = load_settings().runs_dir
             if spec.resume_from:
                 RolloutState.load(runs_dir, spec.resume_from)
-            server = _background_server()
+            # workers poll the server PREFECT_API_URL names; a local fleet runs on meshid's background server
+            server = _background_server() if spec.dispatch is Dispatch.LOCAL else None
+            from flows.dispatch import check_workers
             from flows.fleet import fleet
             from flows.foreground import foreground
+
+            check_workers(spec)
 
         json_path = args.json_report or str(Path(tempfile.mkdtemp(prefix="meshid-fleet-")) / "fleet.json")
         with foreground(server):
@@ -412,15 +421,16 @@ def _fleet(args: argparse.Namespace) -> int:
         print(f"meshid: the fleet run crashed before it wrote a report: {state.message}", file=sys.stderr)
         return EXIT_FAILED
     report = json.loads(Path(json_path).read_text())
-    print(f"{'TARGET':<20} {'TRUST DOMAIN':<32} {'OUTCOME':<11} {'SECONDS':>8}  {'FAILED STAGE':<32} CODES")
+    print(f"{'TARGET':<20} {'TRUST DOMAIN':<32} {'OUTCOME':<11} {'SECONDS':>8}  {'FAILED STAGE':<32} {'WORKER':<16} "
+          "CODES")
     for r in report["results"]:
         print(f"{r['target']:<20} {r['trust_domain']:<32} {r['outcome']:<11} {r['duration_s']:>8.1f}  "
-              f"{r['failed_stage'] or '':<32} {','.join(r['codes'])}")
+              f"{r['failed_stage'] or '':<32} {r['worker'] or '-':<16} {','.join(r['codes'])}")
     print(f"fleet {report['mode']} {report['outcome']}" + (f", halted: {report['halted']}" if report["halted"] else ""))
     if report["outcome"] == "interrupted":
         for r in report["results"]:
             if r["run_id"]:
-                print(f"{r['target']}/{r['trust_domain']}: {_cleanup_line(runs_dir, r['run_id'])}")
+                print(f"{r['target']}/{r['trust_domain']}: {_cleanup_line(runs_dir, r['run_id'], r['worker'])}")
         return _interrupted_exit("")
     return EXIT_OK if state.is_completed() and report["outcome"] == "passed" else EXIT_FAILED
 
@@ -429,6 +439,9 @@ def _add_fleet(sub: argparse._SubParsersAction) -> None:
     fleet = sub.add_parser("fleet", help="run the guide over clusters x trust domains: validate, rollout or plan")
     fleet.add_argument("--fleet-file", required=True, help="YAML fleet file (mode, targets, trust_domains, ...)")
     fleet.add_argument("--mode", choices=["validate", "rollout", "plan"], help="override the file's mode")
+    fleet.add_argument("--dispatch", choices=["local", "workers"],
+                       help="override the file's dispatch: local (subflows of this process, the default) or workers "
+                            "(runs of the fleet-target deployment on Prefect workers; needs PREFECT_API_URL)")
     fleet.add_argument("--json-report", help="write the fleet's JSON report here")
     fleet.add_argument("--junit", help="write JUnit XML (one testsuite per target x trust domain) here")
     fleet.set_defaults(func=_fleet)

@@ -1,7 +1,9 @@
 """Fleet runs, without Prefect or cluster access: the fleet file, wave planning, the scheduler with its failure
 threshold, fail-fast and circuit breaker, the fleet report and the rollout state that lets a halted rollout resume.
 
-`flows/fleet.py` runs what this module plans.
+`flows/fleet.py` runs what this module plans; `flows/dispatch.py` runs each job where the spec's `dispatch` says.
+The fleet's parent never reads a target's kubeconfig: it tells clusters apart by `cluster_key` (what the target
+names), and whoever touches a cluster names its lock with `lock_name` (what the kubeconfig points at).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from meshid import checks
 from meshid.errors import InputError, input_error, pydantic_error
-from meshid.kube import api_server, load_kubeconfig
+from meshid.kube import api_server, api_server_of, load_kubeconfig
 from meshid.models import CleanupPolicy, GuideParams, ProviderName, RunMode, Target, TrustDomain, parse_params
 from meshid.redact import redact
 from meshid.reports import markdown_table
@@ -31,12 +33,23 @@ from meshid.results import SUCCESS, CheckResult, Outcome, RunReport, StageResult
 from meshid.stages.context import slug
 
 CANARY_LABEL, CANARY_VALUE = "wave", "canary"
-INFRA_CODES = frozenset({"MID001", "MID002"})  # tools missing, cluster unreachable
+INFRA_CODES = frozenset({"MID001", "MID002", "MID082"})  # tools missing, cluster unreachable, run lost
 LOCK_PREFIX = "meshid-cluster-"
 ROLLOUT_STATE = "rollout.json"
 _SHARE = re.compile(r"(\d+(?:\.\d+)?)%")
+# A Prefect work queue name as meshid accepts it: the API takes almost any text, but a queue is named on worker
+# command lines (`prefect worker start -q NAME`) and in URLs, so letters, digits, '.', '_' and '-' only.
+_QUEUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+LOCAL_WORKER = "local"  # the `worker` of a result the fleet's own process ran
 
 FLEET_LIMIT = "meshid-fleet"  # global concurrency limit: targets all fleet runs together work on (deployments.setup)
+
+
+class Dispatch(StrEnum):
+    """Where a fleet runs its targets."""
+
+    LOCAL = "local"  # subflows of the fleet's own process
+    WORKERS = "workers"  # runs of the `fleet-target` deployment, picked up by Prefect workers
 
 
 class FleetMode(StrEnum):
@@ -66,6 +79,23 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _queue(value: str) -> str:
+    if not _QUEUE.fullmatch(value):
+        raise pydantic_error(f"{value!r} is not a work queue name meshid accepts",
+                             "use at most 63 letters, digits, '.', '_' and '-', starting with a letter or digit "
+                             "(e.g. eu, us-east)")
+    return value
+
+
+class FleetTarget(Target):
+    """A fleet's target: the cluster, and the work queue its runs go to when the fleet dispatches to workers."""
+
+    work_queue: Annotated[str, AfterValidator(_queue)] | None = Field(
+        None, description="dispatch workers: the work queue of the `fleet-target` deployment's pool whose workers "
+        "run this target (e.g. eu: the workers that hold this region's kubeconfigs); default: the deployment's "
+        "queue. Ignored by local dispatch.")
+
+
 class Waves(_Model):
     """How a rollout splits its targets: a canary wave first, then batches."""
 
@@ -92,10 +122,13 @@ class FleetSpec(_Model):
 
     mode: FleetMode = Field(FleetMode.VALIDATE, description="validate: the guide end to end and cleaned up; "
                             "rollout: existing clusters in waves, changes kept; plan: dry run, changes nothing.")
+    dispatch: Dispatch = Field(Dispatch.LOCAL, description="local: every target a subflow of the fleet's process; "
+                               "workers: every target x trust domain a run of the fleet-target deployment on a "
+                               "Prefect worker (the kubeconfigs are read there, never by the fleet).")
     concurrency: int = Field(2, ge=1, le=64, description="Targets worked on at once (never two on one cluster).")
     trust_domains: list[TrustDomain] = Field(min_length=1, description="Trust domains; validate and plan run every "
                                              "target with each, a rollout takes exactly one.")
-    targets: list[Target] = Field(min_length=1, description="The clusters; names must be unique.")
+    targets: list[FleetTarget] = Field(min_length=1, description="The clusters; names must be unique.")
     waves: Waves = Field(default_factory=Waves, description="Rollout waves: canary first, then batches.")
     failure_threshold: Threshold = Field(0, description="Failures a rollout wave may have without halting: a count "
                                          "(0 halts on the first) or a share such as '25%'.")
@@ -106,6 +139,10 @@ class FleetSpec(_Model):
     circuit_breaker: int | None = Field(3, ge=1, description="Start no further target after this many "
                                         "infrastructure failures (cluster not started or not reachable); unset: off.")
     lock_timeout_s: float = Field(3600.0, gt=0, description="How long a target waits for its cluster's lock.")
+    lock_lease_s: float = Field(300.0, ge=60, le=86400, description="The lease of a cluster's lock: renewed every "
+                                "3/4 of it while its run lives, so a lock whose holder died (a killed worker) is "
+                                "free at most this long (plus the server's 15 s sweep) after its last renewal, and a "
+                                "Prefect server outage up to about a quarter of it keeps the lease.")
     resume_from: str | None = Field(None, min_length=1, description="Rollout: id of an earlier, halted fleet run; "
                                     "targets that completed there are skipped.")
     guide: dict[str, Any] = Field(default_factory=dict, description="Guide parameters applied to every run, e.g. "
@@ -176,11 +213,11 @@ class FleetSpec(_Model):
         except InputError as exc:
             raise pydantic_error(exc.problem, exc.fix, f"guide.{exc.field}") from None
 
-    def params_for(self, target: Target, trust_domain: str) -> GuideParams:
+    def params_for(self, target: FleetTarget, trust_domain: str) -> GuideParams:
         """The guide parameters of one run: the `guide` overrides, the target and trust domain; a rollout (and the
         plan of one) runs in rollout order, and a rollout keeps its changes (cleanup never)."""
         data = copy.deepcopy(self.guide)
-        data.update(target=target.model_dump(mode="json"), trust_domain=trust_domain)
+        data.update(target=target.model_dump(mode="json", exclude={"work_queue"}), trust_domain=trust_domain)
         if self.mode is not FleetMode.VALIDATE:
             data.update(mode=RunMode.ROLLOUT.value, accept_impact=self.accept_impact,
                         translate_permissions=self.translate_permissions)
@@ -213,8 +250,10 @@ def parse_fleet(data: Any) -> FleetSpec:
         raise input_error(exc, field_path) from None
 
 
-def load_fleet_file(path: str | Path, mode: FleetMode | str | None = None) -> FleetSpec:
-    """Read and validate a YAML fleet file (`mode` overrides the file's); one InputError naming the field."""
+def load_fleet_file(path: str | Path, mode: FleetMode | str | None = None,
+                    dispatch: Dispatch | str | None = None) -> FleetSpec:
+    """Read and validate a YAML fleet file (`mode` and `dispatch` override the file's); one InputError naming the
+    field."""
     try:
         data = yaml.safe_load(Path(path).expanduser().read_text(encoding="utf-8"))
     except OSError as exc:
@@ -226,13 +265,16 @@ def load_fleet_file(path: str | Path, mode: FleetMode | str | None = None) -> Fl
     if not isinstance(data, dict):
         raise InputError("fleet_file", f"{path} is not a mapping", "start from the example: mode, concurrency, "
                          "trust_domains, targets")
-    if mode is not None:
-        data["mode"] = str(mode)
+    for key, value in (("mode", mode), ("dispatch", dispatch)):
+        if value is not None:
+            data[key] = str(value)
     return parse_fleet(data)
 
 
 def check_kubeconfigs(spec: FleetSpec) -> None:
-    """Every kubeconfig file a target names exists and has its context (read-only; no cluster is contacted)."""
+    """Every kubeconfig file a target names exists and has its context (read-only; no cluster is contacted).
+
+    Only where the targets run: with dispatch workers the files are on the workers, not here."""
     for i, target in enumerate(spec.targets):
         if target.kubeconfig is not None:
             load_kubeconfig(target.kubeconfig, target.context, field=f"targets[{i}]")
@@ -247,7 +289,7 @@ def canary_names(spec: FleetSpec) -> list[str]:
     return list(spec.waves.canary) or labelled or [spec.targets[0].name]
 
 
-def plan_waves(spec: FleetSpec) -> list[list[Target]]:
+def plan_waves(spec: FleetSpec) -> list[list[FleetTarget]]:
     """The rollout's waves in order: the canary, then the batches; every target in exactly one wave."""
     by_name = {t.name: t for t in spec.targets}
     canary = canary_names(spec)
@@ -255,7 +297,7 @@ def plan_waves(spec: FleetSpec) -> list[list[Target]]:
     if spec.waves.batches:
         batches = [[by_name[n] for n in batch] for batch in spec.waves.batches]
     elif spec.waves.label:
-        groups: dict[str, list[Target]] = {}
+        groups: dict[str, list[FleetTarget]] = {}
         for target in rest:
             groups.setdefault(target.labels[spec.waves.label], []).append(target)
         batches = list(groups.values())
@@ -314,6 +356,8 @@ class TargetResult(BaseModel):
     infrastructure: bool = False
     run_id: str | None = None
     run_url: str | None = None
+    flow_run_id: str | None = None  # the target's flow run (a subflow, or a deployment run on a worker)
+    worker: str | None = None  # the Prefect worker that ran it, `local` for the fleet's own process
     reason: str | None = None
     stages: list[StageLine] = []
     report: RunReport | None = Field(None, exclude=True)
@@ -324,7 +368,8 @@ class TargetResult(BaseModel):
         return f"{self.target}/{self.trust_domain}"
 
     @classmethod
-    def from_report(cls, report: RunReport, wave: int | None = None, run_url: str | None = None) -> TargetResult:
+    def from_report(cls, report: RunReport, wave: int | None = None, run_url: str | None = None,
+                    flow_run_id: str | None = None, worker: str | None = None) -> TargetResult:
         """The result of a finished run; a `rollback` stage in the report sets `rolled_back`."""
         codes = list(dict.fromkeys(c.code for s in report.stages for c in s.checks if c.blocking))
         rollback = next((s for s in report.stages if s.name == "rollback"), None)
@@ -333,7 +378,7 @@ class TargetResult(BaseModel):
                    failed_stage=report.failed_stage, duration_s=round(report.duration_s, 3), codes=codes,
                    wave=wave, rolled_back=None if rollback is None else rollback.outcome is Outcome.PASSED,
                    infrastructure=infrastructure_failure(report), run_id=report.run_id, run_url=run_url,
-                   reason=failed.error if failed else None, report=report,
+                   flow_run_id=flow_run_id, worker=worker, reason=failed.error if failed else None, report=report,
                    stages=[StageLine(name=s.name, outcome=s.outcome, duration_s=round(s.duration_s, 3),
                                      attempts=s.attempts, flaky=s.flaky) for s in report.stages])
 
@@ -342,6 +387,15 @@ class TargetResult(BaseModel):
         """A job that was skipped, or failed before its run could report (e.g. its cluster's lock timed out)."""
         return cls(target=job.target.name, trust_domain=job.trust_domain, outcome=outcome, wave=job.wave,
                    reason=reason)
+
+    @classmethod
+    def lost(cls, job: Job, why: str, flow_run_id: str | None, worker: str | None,
+             run_url: str | None = None) -> TargetResult:
+        """A job whose run ended without a report (its process or worker died, or it never started): failed, an
+        infrastructure failure (MID082, counted by the circuit breaker)."""
+        return cls(target=job.target.name, trust_domain=job.trust_domain, outcome=Outcome.FAILED, wave=job.wave,
+                   codes=["MID082"], infrastructure=True, flow_run_id=flow_run_id, worker=worker, run_url=run_url,
+                   reason=why)
 
     def junit_report(self) -> RunReport:
         """The run report, or one `fleet` stage standing for a job that never reported (skipped or errored)."""
@@ -373,7 +427,7 @@ def infrastructure_failure(report: RunReport) -> bool:
     return failed.error is not None and not reached
 
 
-_COLUMNS = ("target", "trust_domain", "wave", "outcome", "failed_stage", "codes", "duration_s", "run")
+_COLUMNS = ("target", "trust_domain", "wave", "outcome", "failed_stage", "codes", "duration_s", "worker", "run")
 
 
 class FleetReport(BaseModel):
@@ -406,7 +460,8 @@ class FleetReport(BaseModel):
     def rows(self) -> list[dict[str, Any]]:
         """One row per target x trust domain, for the summary table artifact."""
         return [dict(zip(_COLUMNS, (r.target, r.trust_domain, r.wave, r.outcome.value, r.failed_stage,
-                                    ", ".join(r.codes), r.duration_s, r.run_url or r.run_id or redact(r.reason or ""))))
+                                    ", ".join(r.codes), r.duration_s, r.worker,
+                                    r.run_url or r.run_id or redact(r.reason or ""))))
                 for r in self.results]
 
     def markdown(self) -> str:
@@ -419,9 +474,9 @@ class FleetReport(BaseModel):
                                         [[c.code, c.outcome.value, c.message] for c in self.checks]))
         rows = [[r.target, r.trust_domain, r.wave, r.outcome.value, r.failed_stage, ", ".join(r.codes),
                  f"{r.duration_s:.1f}", r.rolled_back, r.reason if r.outcome not in SUCCESS else "",
-                 r.run_url or r.run_id] for r in self.results]
+                 r.worker, r.run_url or r.run_id] for r in self.results]
         parts.append(markdown_table(["target", "trust domain", "wave", "outcome", "failed stage", "codes", "seconds",
-                                     "rolled back", "reason", "run"], rows))
+                                     "rolled back", "reason", "worker", "run"], rows))
         return "\n\n".join(parts) + "\n"
 
     def write(self, path: str | Path) -> Path:
@@ -435,26 +490,40 @@ class FleetReport(BaseModel):
 # Jobs, the scheduler and the circuit breaker
 
 
-def lock_name(target: Target) -> str:
-    """The name of the cluster's global concurrency limit, `meshid-cluster-<slug>`: the same for every target that
-    reaches the same API server (the kubeconfig's server and context), so two runs never share a cluster."""
-    key = f"{target.provider.value}-{target.resolved_cluster}"
+def cluster_key(target: Target) -> str:
+    """The cluster a target names, as the fleet's parent tells it without reading any kubeconfig: provider and
+    cluster, the kubeconfig file and context, or the Secret block and context. Two jobs with one key never run at
+    once; two keys on one API server are kept apart by the lock their runs take (`lock_name`)."""
     if target.kubeconfig_secret_block:
-        key = f"secret-{target.kubeconfig_secret_block}-{target.context or ''}"
+        return f"secret:{target.kubeconfig_secret_block}#{target.context or ''}"
+    if target.kubeconfig is not None:
+        return f"kubeconfig:{target.kubeconfig}#{target.context or ''}"
+    return f"{target.provider.value}:{target.resolved_cluster}"
+
+
+def lock_name(target: Target, kubeconfig_text: str | None = None) -> str:
+    """The name of the cluster's global concurrency limit, `meshid-cluster-<slug>`: the same for every target that
+    reaches the same API server (the server of the kubeconfig's context: `kubeconfig_text` for a Secret block's,
+    else the file), so two runs never share a cluster. Reads the kubeconfig: call it only where the cluster is
+    touched (the run of the target, on whatever machine runs it)."""
+    server = None
+    if kubeconfig_text is not None:
+        server = api_server_of(kubeconfig_text, target.context)
     elif target.kubeconfig is not None:
-        key = api_server(target.kubeconfig, target.context) or f"{target.kubeconfig}-{target.context or ''}"
+        server = api_server(target.kubeconfig, target.context)
+    key = server or cluster_key(target)
     name = LOCK_PREFIX + slug(key)
     return name if len(name) <= 80 else f"{name[:71]}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
 
 
 @dataclass(frozen=True)
 class Job:
-    """One target x trust domain to run: its guide parameters, its rollout wave and its cluster's lock."""
+    """One target x trust domain to run: its guide parameters, its rollout wave and its cluster (`cluster_key`)."""
 
-    target: Target
+    target: FleetTarget
     trust_domain: str
     params: GuideParams
-    lock: str
+    cluster: str
     wave: int | None = None
 
     @property
@@ -463,9 +532,9 @@ class Job:
         return f"{self.target.name}/{self.trust_domain}"
 
 
-def jobs(spec: FleetSpec, targets: Sequence[Target], wave: int | None = None) -> list[Job]:
+def jobs(spec: FleetSpec, targets: Sequence[FleetTarget], wave: int | None = None) -> list[Job]:
     """Every target x trust domain of `targets`, trust domain by trust domain."""
-    return [Job(t, td, spec.params_for(t, td), lock_name(t), wave) for td in spec.trust_domains for t in targets]
+    return [Job(t, td, spec.params_for(t, td), cluster_key(t), wave) for td in spec.trust_domains for t in targets]
 
 
 @dataclass
@@ -494,8 +563,8 @@ class CircuitBreaker:
 
 @dataclass
 class Scheduler:
-    """Which job starts next: at most `concurrency` at once, one per cluster lock, none after a stop (fail-fast
-    or an open circuit breaker)."""
+    """Which job starts next: at most `concurrency` at once, one per cluster, none after a stop (fail-fast or an
+    open circuit breaker)."""
 
     pending: list[Job]
     concurrency: int
@@ -511,8 +580,8 @@ class Scheduler:
         """The next job to start now (it counts as running), or None."""
         if self.stopped or len(self.running) >= self.concurrency:
             return None
-        busy = {j.lock for j in self.running}
-        job = next((j for j in self.pending if j.lock not in busy), None)
+        busy = {j.cluster for j in self.running}
+        job = next((j for j in self.pending if j.cluster not in busy), None)
         if job is not None:
             self.pending.remove(job)
             self.running.append(job)

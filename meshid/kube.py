@@ -81,11 +81,19 @@ def load_kubeconfig(path: Path, context: str | None, field: str = "target") -> d
 def api_server(kubeconfig: Path, context: str | None) -> str | None:
     """The API server URL of `context` (or the current one) in `kubeconfig`; None when unreadable."""
     try:
-        data = yaml.safe_load(Path(kubeconfig).expanduser().read_text())
+        return api_server_of(Path(kubeconfig).expanduser().read_text(), context)
+    except OSError:
+        return None
+
+
+def api_server_of(text: str, context: str | None) -> str | None:
+    """The API server URL of `context` (or the current one) in a kubeconfig's text; None when it has none."""
+    try:
+        data = yaml.safe_load(text)
         name = context or data.get("current-context")
         cluster = next(c["context"]["cluster"] for c in data["contexts"] if c["name"] == name)
         return next(c["cluster"]["server"] for c in data["clusters"] if c["name"] == cluster)
-    except (OSError, yaml.YAMLError, TypeError, KeyError, AttributeError, StopIteration):
+    except (yaml.YAMLError, TypeError, KeyError, AttributeError, StopIteration):
         return None
 
 

@@ -24,7 +24,8 @@ class Writer(BaseModel):
     @classmethod
     def current(cls) -> Writer:
         """This process."""
-        return cls(pid=os.getpid(), start_ticks=_start_ticks(os.getpid()) or 0)
+        pid = os.getpid()
+        return cls(pid=pid, start_ticks=_start_ticks(pid) or 0)
 
     @classmethod
     def of(cls, pid: int) -> Writer | None:

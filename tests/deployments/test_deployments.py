@@ -1,5 +1,6 @@
-"""Against a real `prefect server start`: setup, `prefect deploy --all`, automations that notify, the nightly trend
-read back from earlier runs, a worker running `guide-manual`, and the run's summary in the Prefect UI (Chromium)."""
+"""Against the stack (a Prefect server on PostgreSQL, two process workers): setup, `prefect deploy --all`,
+automations that notify, the nightly trend read back from earlier runs, a worker running `guide-manual`, and the
+run's summary in the Prefect UI (Chromium)."""
 
 from __future__ import annotations
 
@@ -17,14 +18,14 @@ from pathlib import Path
 import pytest
 from prefect.client.orchestration import get_client
 
-from tests.deployments.conftest import EXPECTED, PROJECT
+from tests.deployments.conftest import EXPECTED, PROJECT, wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
-def test_deploy_registers_the_three_deployments_with_schedules_and_parameters(deployed):
+def test_deploy_registers_the_four_deployments_with_schedules_and_parameters(deployed):
     for name, (entrypoint, schedule) in EXPECTED.items():
         dep = deployed[name]
         assert (dep.entrypoint, dep.work_pool_name) == (entrypoint, "meshid"), name
@@ -33,9 +34,13 @@ def test_deploy_registers_the_three_deployments_with_schedules_and_parameters(de
     nightly, rollout = deployed["fleet/nightly-validation"], deployed["fleet/fleet-rollout"]
     assert nightly.schedules[0].active
     spec = nightly.parameters["spec"]
-    assert spec["mode"] == "validate" and len(spec["trust_domains"]) == 2
+    assert spec["mode"] == "validate" and len(spec["trust_domains"]) == 2 and spec["dispatch"] == "workers"
     assert {t["provider"] for t in spec["targets"]} == {"sandbox"}
     assert rollout.parameters["spec"]["mode"] == "rollout" and rollout.parameters["spec"]["approval"] is True
+    assert rollout.parameters["spec"]["dispatch"] == "workers"
+    target = deployed["fleet-target/fleet-target"]
+    assert target.parameters == {} and {"params", "mode", "lock_lease_s"} <= set(
+        target.parameter_openapi_schema["properties"])
     assert rollout.global_concurrency_limit.limit == 1
     assert rollout.concurrency_options.collision_strategy.value == "CANCEL_NEW"
     assert deployed["guide/guide-manual"].parameters == {}
@@ -140,16 +145,16 @@ def test_nightly_trend_reads_back_the_earlier_runs_of_the_deployment(deployed):
 
 @pytest.fixture(scope="module")
 def manual_run(deployed, prefect_server) -> tuple[object, str]:
-    """A `guide-manual` run on a throwaway sandbox, run to its end by `prefect worker start --run-once`."""
+    """A `guide-manual` run on a throwaway sandbox, run to its end by the stack's worker of queue default."""
     target = f"wk-{uuid.uuid4().hex[:6]}"
     with get_client(sync_client=True) as client:
         run = client.create_flow_run_from_deployment(
             deployed["guide/guide-manual"].id, parameters={"params": {"target": {"name": target,
                                                                                  "provider": "sandbox"}}})
-    worker = prefect_server.run("prefect", "worker", "start", "-p", "meshid", "--run-once", timeout=600)
-    with get_client(sync_client=True) as client:
-        finished = client.read_flow_run(run.id)
-    assert finished.state.is_completed(), f"{finished.state}\n{worker.stdout[-4000:]}\n{worker.stderr[-4000:]}"
+        finished = wait_for("the guide-manual run to end", lambda: (r := client.read_flow_run(run.id)).state
+                            .is_final() and r, 600, prefect_server.logs)
+    assert finished.state.is_completed(), f"{finished.state}\n{prefect_server.logs()}"
+    assert finished.labels["prefect.worker.name"] == "meshid-default"
     return finished, target
 
 

@@ -13,23 +13,19 @@ from pathlib import Path
 import pytest
 import yaml
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterKey, FlowFilter, FlowFilterName,
-                                            FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType)
-from prefect.client.schemas.objects import StateType
-from prefect.flow_runs import resume_flow_run
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowFilter, FlowFilterName
 
 from flows.fleet import fleet
 from meshid.cli import main
 from meshid.fleet import lock_name, parse_fleet
-from meshid.helm import Helm
 from meshid.kube import Cluster
-from sandbox import binaries, lifecycle
+from sandbox import lifecycle
 from tests.conftest import require_private_netns
+from tests.fleet_checks import GUIDE_NAMESPACES, approve_when_paused, present
 
 pytestmark = pytest.mark.prefect
 
 TD, OTHER_TD = "default.default.mesh.local", "prod.example.org"
-GUIDE_NAMESPACES = ("kong-mesh-system", "kong-mesh-demo", "spire")
 
 
 @pytest.fixture(scope="module")
@@ -73,16 +69,6 @@ def _by_key(report: dict) -> dict[tuple[str, str], dict]:
     return {(r["target"], r["trust_domain"]): r for r in report["results"]}
 
 
-def _present(info) -> list[str]:
-    """The guide's namespaces and every helm release on a sandbox."""
-    cluster = Cluster(info.kubeconfig)
-    namespaces, _ = cluster.list("v1", "Namespace")
-    found = sorted(n["metadata"]["name"] for n in namespaces if n["metadata"]["name"] in GUIDE_NAMESPACES
-                   and not n["metadata"].get("deletionTimestamp"))
-    helm = Helm(info.kubeconfig, binary=str(binaries.bin_dir() / "helm"), home=info.state_dir / "helm-test")
-    return found + helm.run(["list", "--all-namespaces", "--short"], "helm list", 30).split()
-
-
 def _artifact(key: str):
     with get_client(sync_client=True) as client:
         found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), limit=1)
@@ -110,7 +96,7 @@ def test_validate_fleet_with_an_unreachable_target_names_it_and_fails(clusters, 
         assert set(r) >= {"target", "trust_domain", "outcome", "failed_stage", "duration_s", "run_url", "codes"}
         assert r["duration_s"] > 0 and "/flow-runs/flow-run/" in r["run_url"]
     assert [s["name"] for s in results[("a", OTHER_TD)]["stages"]][-1] == "cleanup"
-    assert _present(a) == [] and _present(b) == []  # every guide run removed what it applied
+    assert present(a) == [] and present(b) == []  # every guide run removed what it applied
     suites = ET.parse(junit).getroot().findall("testsuite")
     assert len(suites) == 6 and sum(int(s.get("failures")) for s in suites) == 2
     summary = _artifact("fleet-validate-summary")
@@ -120,9 +106,11 @@ def test_validate_fleet_with_an_unreachable_target_names_it_and_fails(clusters, 
     for name in ("a", "b"):
         spans = sorted((r.start_time, r.end_time) for r in runs if r.parameters["params"]["target"]["name"] == name)
         assert len(spans) == 2 and spans[0][1] <= spans[1][0], spans
-    with get_client(sync_client=True) as client:
+    with get_client(sync_client=True) as client:  # the lock each run took, named after its kubeconfig's server
         assert client.read_global_concurrency_limit_by_name(lock_name(parse_fleet(
             {"trust_domains": [TD], "targets": [_target("a", a)]}).targets[0])).limit == 1
+    assert {r["worker"] for r in results.values()} == {"local"}
+    assert all(r["flow_run_id"] in r["run_url"] for r in results.values() if r["run_url"])
 
 
 def test_breaker_through_the_cli_stops_after_k_infrastructure_failures(clusters, tmp_path, capsys):
@@ -186,25 +174,12 @@ def test_rollout_halts_when_the_canary_fails_and_rolls_the_canary_back(clusters,
     assert (later["target"], later["outcome"], later["wave"]) == ("b", "skipped", 1)
     assert later["reason"].startswith("rollout halted: canary: 1 of 1 failed (a)")
     assert [c["code"] for c in report["checks"]] == ["MID080"] and report["checks"][0]["outcome"] == "failed"
-    assert _present(a) == []  # the rollback removed namespaces and releases the run applied
-    assert _present(b) == []  # the later wave was never touched
+    assert present(a) == []  # the rollback removed namespaces and releases the run applied
+    assert present(b) == []  # the later wave was never touched
     from meshid.settings import load_settings
 
     saved = json.loads((load_settings().runs_dir / report["fleet_run_id"] / "rollout.json").read_text())
     assert saved["halted"] and saved["completed"] == []
-
-
-def _approve_when_paused(comment: str, stop: threading.Event) -> None:
-    """Approve the first paused fleet run (the operator in the UI)."""
-    paused = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])))
-    with get_client(sync_client=True) as client:
-        while not stop.is_set():
-            runs = client.read_flow_runs(flow_run_filter=paused,
-                                         flow_filter=FlowFilter(name=FlowFilterName(any_=["fleet"])))
-            if runs:
-                resume_flow_run(runs[0].id, run_input={"approve": True, "comment": comment})
-                return
-            time.sleep(1)
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +187,7 @@ def resumed(clusters, halted, tmp_path_factory):
     """The halted rollout resumed with A's SPIRE fixed, with an approval between the waves."""
     a, b = clusters
     stop = threading.Event()
-    approver = threading.Thread(target=_approve_when_paused, args=("canary is fine", stop), daemon=True)
+    approver = threading.Thread(target=approve_when_paused, args=("canary is fine", stop), daemon=True)
     approver.start()
     try:
         return _run(tmp_path_factory.mktemp("resumed"), mode="rollout", trust_domains=[TD],
@@ -235,7 +210,7 @@ def test_resumed_approved_rollout_leaves_every_cluster_configured(clusters, resu
         assert cluster.get("kuma.io/v1alpha1", "MeshIdentity", "identity-spire", "kong-mesh-system") is not None
         mtp = cluster.get("kuma.io/v1alpha1", "MeshTrafficPermission", "mtp", "kong-mesh-demo")
         assert mtp["spec"]["rules"][0]["default"]["allow"][0]["spiffeID"]["value"] == f"spiffe://{TD}/ns/kong-mesh-demo"
-        assert set(GUIDE_NAMESPACES) <= set(_present(info))
+        assert set(GUIDE_NAMESPACES) <= set(present(info))
 
 
 def _snapshot(info) -> dict[tuple[str, str | None, str], str]:
@@ -285,26 +260,28 @@ def test_plan_changes_nothing_and_says_what_would_happen(clusters, resumed, tmp_
             plans["configured"][("Deployment", "kv")][0]} <= {"unchanged", "would update"}
 
 
-def test_cluster_lock_waits_for_the_holder_and_times_out():
-    from flows.fleet import _ensure_locks, cluster_lock
+def test_cluster_lock_is_created_when_missing_waits_for_the_holder_and_times_out():
+    from flows.target import cluster_lock
 
-    _ensure_locks({"meshid-cluster-lock-test"})
+    name = f"meshid-cluster-lock-test-{time.monotonic_ns()}"
     held, release = threading.Event(), threading.Event()
 
     def holder() -> None:
-        with cluster_lock("meshid-cluster-lock-test", 10):
+        with cluster_lock(name, 10, 60):
             held.set()
             release.wait(10)
 
     thread = threading.Thread(target=holder)
     thread.start()
     assert held.wait(10)
+    with get_client(sync_client=True) as client:
+        assert client.read_global_concurrency_limit_by_name(name).limit == 1  # created by the first holder
     with pytest.raises(TimeoutError, match="still held by another run"):
-        with cluster_lock("meshid-cluster-lock-test", 1):
+        with cluster_lock(name, 1, 60):
             pass
     release.set()
     started = time.monotonic()
-    with cluster_lock("meshid-cluster-lock-test", 10):
+    with cluster_lock(name, 10, 60):
         waited = time.monotonic() - started
     thread.join()
     assert waited < 5

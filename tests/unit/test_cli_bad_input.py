@@ -69,3 +69,27 @@ def test_bad_setting_names_the_environment_variable(isolated):
     done = subprocess.run([sys.executable, "-m", "meshid.cli", "run"], capture_output=True, text=True, timeout=60,
                           env={**env, "MESHID_TRUST_DOMAIN": "Bad.Example"})
     assert done.returncode == 2 and done.stderr.startswith("meshid: MESHID_TRUST_DOMAIN: ")
+
+
+def _fleet(env, tmp_path, *extra: str, api_url: str | None = None) -> subprocess.CompletedProcess[str]:
+    fleet_file = tmp_path / "fleet.yaml"
+    fleet_file.write_text("trust_domains: [a.org]\ntargets:\n  - {name: a, provider: context, "
+                          "kubeconfig: /only/on/the/worker, work_queue: eu}\n")
+    env = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
+    return subprocess.run([sys.executable, "-m", "meshid.cli", "fleet", "--fleet-file", str(fleet_file), *extra],
+                          capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_worker_dispatch_reads_no_kubeconfig_here_and_needs_a_reachable_api(isolated):
+    env, tmp_path, _ = isolated
+    local = _fleet(env, tmp_path)  # local dispatch reads the kubeconfig here, before anything runs
+    assert local.returncode == 2 and "targets[0].kubeconfig: cannot read /only/on/the/worker" in local.stderr
+    unset = _fleet(env, tmp_path, "--dispatch", "workers")
+    assert unset.returncode == 2 and unset.stderr.startswith("meshid: dispatch: workers dispatch needs the Prefect "
+                                                             "server the workers poll, and PREFECT_API_URL is unset")
+    refused = _fleet(env, tmp_path, "--dispatch", "workers", api_url="http://127.0.0.1:9/api")
+    assert refused.returncode == 2 and "dispatch: the Prefect API at http://127.0.0.1:9/api does not answer" \
+        in refused.stderr and "Fix: " in refused.stderr and "Traceback" not in refused.stderr
+    assert not (tmp_path / "runs").exists()

@@ -88,6 +88,10 @@ def test_the_minimum_fleet_file_of_issue_5_parses(tmp_path):
     ({"waves": {"batches": [["b"]]}}, "waves.batches", "c are in no wave"),
     ({"waves": {"label": "zone"}}, "targets[1].labels", "no label 'zone'"),
     ({"waves": {"label": "zone", "batch_size": 2}}, "waves.batch_size", "mutually exclusive"),
+    ({"dispatch": "cluster"}, "dispatch", "'local' or 'workers'"),
+    ({"targets": [_ctx("a"), _ctx("b", work_queue="eu/west")]}, "targets[1].work_queue", "not a work queue name"),
+    ({"targets": [_ctx("a", work_queue="")]}, "targets[0].work_queue", "not a work queue name"),
+    ({"lock_lease_s": 30}, "lock_lease_s", "greater than or equal to 60"),
 ])
 def test_each_bad_input_gives_one_error_naming_its_field(data, field, words):
     error = _error(**data)
@@ -233,19 +237,20 @@ def _scheduler(spec, **kw) -> Scheduler:
                      CircuitBreaker(kw.get("breaker")))
 
 
-def test_scheduler_bounds_concurrency_and_never_runs_two_jobs_on_one_cluster(tmp_path):
-    shared = str(_kubeconfig(tmp_path / "k1", "https://127.0.0.1:6443"))
-    same_server = str(_kubeconfig(tmp_path / "k2", "https://127.0.0.1:6443", ("other",)))
-    spec = _spec(trust_domains=["one.org", "two.org"], concurrency=3,
+def test_scheduler_bounds_concurrency_and_never_runs_two_jobs_of_one_cluster_key(tmp_path):
+    shared = str(tmp_path / "never-read")  # the scheduler (the fleet's parent) reads no kubeconfig
+    spec = _spec(trust_domains=["one.org", "two.org"], concurrency=2,
                  targets=[{"name": "a", "provider": "context", "kubeconfig": shared},
-                          {"name": "b", "provider": "context", "kubeconfig": same_server},
-                          {"name": "s"}])
+                          {"name": "b", "provider": "context", "kubeconfig": shared, "context": "other"},
+                          {"name": "c", "provider": "context", "kubeconfig": shared}])
     sched = _scheduler(spec)
     started = [sched.start_next(), sched.start_next()]
-    assert [j.key for j in started] == ["a/one.org", "s/one.org"]  # b is on a's cluster
-    assert sched.start_next() is None  # a third job would share a cluster
+    assert [j.key for j in started] == ["a/one.org", "b/one.org"]  # another context: perhaps another cluster
+    assert sched.start_next() is None  # concurrency 2
+    sched.finish(started[1], _result("b", td="one.org"))
+    assert sched.start_next().key == "b/two.org"  # c (a's file and context) and a/two.org wait for a/one.org
     sched.finish(started[0], _result("a", td="one.org"))
-    assert sched.start_next().key == "b/one.org"
+    assert sched.start_next().key == "c/one.org"
     assert len(sched.running) == 2 <= spec.concurrency
 
 
@@ -268,6 +273,33 @@ def test_fail_fast_and_the_breaker_stop_new_jobs_and_skip_the_rest_with_the_reas
     assert all("circuit breaker" in r.reason for r in sched.skip_rest())
 
 
+def test_work_queues_stay_with_the_fleet_and_dispatch_defaults_to_local():
+    spec = _spec(targets=[_ctx("a", work_queue="eu"), _ctx("b")])
+    assert spec.dispatch.value == "local" and [t.work_queue for t in spec.targets] == ["eu", None]
+    [job, _] = jobs(spec, spec.targets)
+    assert job.target.work_queue == "eu" and "work_queue" not in job.params.target.model_dump()
+    assert _spec(dispatch="workers").dispatch.value == "workers"
+
+
+def test_the_parent_tells_clusters_apart_without_reading_a_kubeconfig():
+    a, b = _ctx("a", context="x"), {"name": "b", "provider": "context", "kubeconfig_secret_block": "eu", "context": "x"}
+    keys = [job.cluster for job in jobs(_spec(targets=[a, b, {"name": "s"}]), _spec(targets=[a, b, {"name": "s"}])
+                                        .targets)]
+    assert keys == ["kubeconfig:/k/a#x", "secret:eu#x", "sandbox:s"]
+
+
+def test_a_result_without_a_report_is_an_infrastructure_failure_mid082():
+    spec = _spec()
+    lost = TargetResult.lost(jobs(spec, spec.targets[:1], wave=1)[0], "flow run Crashed: worker gone", "f-1", "w-eu")
+    assert (lost.outcome, lost.codes, lost.infrastructure, lost.wave) == (Outcome.FAILED, ["MID082"], True, 1)
+    data = lost.to_json_dict()
+    assert (data["flow_run_id"], data["worker"]) == ("f-1", "w-eu")
+    breaker = CircuitBreaker(1)
+    breaker.record(lost)
+    assert breaker.open
+    assert checks.CATALOGUE["MID082"].severity.value == "fail"
+
+
 def test_lock_names_follow_the_api_server_and_are_valid_keys(tmp_path):
     k1 = _kubeconfig(tmp_path / "k1", "https://127.0.0.1:6443")
     k2 = _kubeconfig(tmp_path / "k2", "https://127.0.0.1:6443", ("x",))
@@ -275,6 +307,9 @@ def test_lock_names_follow_the_api_server_and_are_valid_keys(tmp_path):
     names = [lock_name(Target(name=n, provider="context", kubeconfig=k)) for n, k in (("a", k1), ("b", k2), ("c", k3))]
     assert names[0] == names[1] == "meshid-cluster-https-127-0-0-1-6443" != names[2]
     assert lock_name(Target(name="a")) == "meshid-cluster-sandbox-a"
+    secret = Target(name="s", provider="context", kubeconfig_secret_block="eu")
+    assert lock_name(secret, k1.read_text()) == names[0]  # a Secret block's kubeconfig, read where it runs
+    assert lock_name(secret) == "meshid-cluster-secret-eu"
     long = lock_name(Target(name="a", provider="context", kubeconfig=tmp_path / ("x" * 120)))
     assert re.fullmatch(r"[a-z0-9-]{1,80}", long)
 
