@@ -41,9 +41,9 @@ def test_transient_answers_neither_count_nor_reset():
 
 def test_the_window_closes_with_the_last_answer():
     probe = ScriptedProbe(DENIED)
-    result = expect(probe, allowed, 2, timeout_s=0.3, interval_s=0.05)
+    result = expect(probe, allowed, 2, timeout_s=1.0, interval_s=0.05)
     assert not result.met and result.last == DENIED and result.streak == 0
-    assert result.elapsed_s <= 0.3 and 3 <= result.calls <= 7
+    assert result.elapsed_s <= 1.0 and 5 <= result.calls <= 21  # paced, not spinning; slack for a loaded machine
 
 
 @pytest.mark.parametrize("streak_first_at", [1, 3])
