@@ -34,6 +34,7 @@ from pathlib import Path
 
 from deployments.stack import WORKERS, Stack, descendants, running
 from guide_vs_shell import _free_port, warn_if_shared
+from meshid.runrecord import proc_stat
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
@@ -44,12 +45,8 @@ PARTS = ("server", "postgres", "parent", "workers")
 
 
 def _cpu_s(pid: int) -> float | None:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime (fields 14 and 15)
+    fields = proc_stat(pid)
+    return None if fields is None else (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime (fields 14, 15)
 
 
 def _cmdline(pid: int) -> str:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import httpx
 
-from meshid.runrecord import Writer
+from meshid.runrecord import Writer, proc_stat
 from sandbox import processes
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -130,12 +130,9 @@ def descendants(pid: int) -> list[int]:
     """Every live process below `pid` (a worker's flow-run processes run in sessions of their own)."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
+        fields = proc_stat(int(entry.name)) if entry.name.isdigit() else None
+        if fields is not None:
+            children.setdefault(int(fields[1]), []).append(int(entry.name))  # field 4: the parent's pid
     found, todo = [], list(children.get(pid, []))
     while todo:
         child = todo.pop()

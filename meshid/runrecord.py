@@ -42,14 +42,20 @@ class Writer(BaseModel):
         return self == Writer.current()
 
 
-def _start_ticks(pid: int) -> int | None:
-    """The start time of a live process, None when there is none (or only its zombie)."""
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (fields[0] is field 3, the state; field N is
+    fields[N - 3]); None when there is no such process."""
     try:
         with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
+            return stat.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
-    return None if fields[0] == "Z" else int(fields[19])  # fields[0] is field 3 (state), so 22 is fields[19]
+
+
+def _start_ticks(pid: int) -> int | None:
+    """The start time (field 22) of a live process, None when there is none (or only its zombie)."""
+    fields = proc_stat(pid)
+    return None if fields is None or fields[0] == "Z" else int(fields[19])
 
 
 class Cleanup(StrEnum):
