@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFi
 
 from deployments import stack
 from deployments.setup import ZOMBIE_AFTER
-from meshid.fleet import lock_name, parse_fleet
+from meshid.fleet import FLEET_LIMIT, lock_name, parse_fleet
 from meshid.ledger import FILE, Ledger
 from meshid.runrecord import RunState
 from sandbox import lifecycle
@@ -170,6 +171,16 @@ def _lock(client, name: str):
     return client.read_global_concurrency_limit_by_name(name)
 
 
+def _diagnosis(client, prefect_server, tmp_path: Path) -> Callable[[], str]:
+    """What a wait on a fleet saw last: the fleet-wide slots, every target run's state, the fleet's and the workers'
+    output (a target that never starts is held back by one of them)."""
+    def seen() -> str:
+        runs = [f"{r.name}: {r.state_name} ({r.state.message if r.state else ''})" for r in _target_runs(client)]
+        return (f"fleet-wide slots: {_lock(client, FLEET_LIMIT)}\ntarget runs: {runs}\n"
+                f"fleet: {(tmp_path / 'fleet.out').read_text()[-3000:]}\n{prefect_server.logs()}")
+    return seen
+
+
 @pytest.fixture
 def fresh_cluster():
     """A sandbox of this test's own: what the killed run leaves on it is the test's subject."""
@@ -181,7 +192,8 @@ def fresh_cluster():
 
 
 @pytest.mark.skip(reason="issue 14 open: passes alone (SIGKILL to Crashed 90.6 s, lock free at once), but after "
-                         "the rollout test the eu worker's next target makes no change on its cluster in 300 s")
+                         "the rollout test the eu target fails at install-kong-mesh in 2.4 s on its fresh cluster, "
+                         "before the kill (cause not found yet)")
 def test_a_worker_killed_mid_target_crashes_its_run_the_fleet_reports_it_and_the_lock_frees(
         deployed, prefect_server, fresh_cluster, tmp_path):
     b = fresh_cluster
@@ -189,9 +201,9 @@ def test_a_worker_killed_mid_target_crashes_its_run_the_fleet_reports_it_and_the
     proc = _fleet(prefect_server, tmp_path, mode="validate", concurrency=2, trust_domains=[TD],
                   lock_lease_s=LEASE_S, targets=[{"name": f"{name}-ok", "provider": "sandbox"},
                                                  _context(name, b, work_queue="eu")])
-    logs = prefect_server.logs
     try:
         with get_client(sync_client=True) as client:
+            logs = _diagnosis(client, prefect_server, tmp_path)
             child = wait_for("the eu target's run", lambda: next(
                 (r for r in _target_runs(client) if r.name == f"validate-{name}-{TD}"), None), 300, logs)
             # seen on the cluster itself: task-run states reach the API through the server's event pipeline, which
@@ -237,9 +249,9 @@ def test_a_server_restart_mid_fleet_is_ridden_out_and_nothing_runs_twice(deploye
     proc = _fleet(prefect_server, tmp_path, mode="validate", concurrency=2, trust_domains=[TD, OTHER_TD],
                   targets=[{"name": names[0], "provider": "sandbox"},
                            {"name": names[1], "provider": "sandbox", "work_queue": "eu"}])
-    logs = prefect_server.logs
     try:
         with get_client(sync_client=True) as client:
+            logs = _diagnosis(client, prefect_server, tmp_path)
             first = wait_for("the first target's run", lambda: next(
                 (r for r in _target_runs(client) if r.name == f"validate-{names[0]}-{TD}"), None), 300, logs)
             wait_for("it to install Kong Mesh", lambda: _running_task(client, first.id, "install-kong-mesh"), 300,
