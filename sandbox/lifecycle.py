@@ -53,6 +53,7 @@ READYZ_POLL_S = 0.05
 READYZ_TIMEOUT_S = 5  # one /readyz request
 API_UP_FILE = "api.up"  # written when kwokctl's control plane is up: the emulator, started earlier, waits for it
 NODES_WATCH_SLICE_S = 2  # one watch of the nodes while waiting for them; a stop is seen in between
+FAULTS_APPLIED_TIMEOUT_S = 30  # beyond a tick: one round of the emulator's writers, which may retry API calls
 KWOKCTL_STOP_GRACE_S = 5.0  # after SIGTERM, before SIGKILL, when a start is stopped
 Stop = Callable[[], bool]
 
@@ -361,14 +362,28 @@ def _write_emulator_config(state_dir: Path, values: dict) -> None:
 
 
 def set_faults(name: str, **knobs: object) -> dict:
-    """Merge fault knobs into the sandbox's emulator config (validated by the emulator's schema); return it."""
-    from sandbox.emulator.config import EmulatorConfig
+    """Merge fault knobs into the sandbox's emulator config (validated by the emulator's schema) and return it once
+    the emulator has finished a round with them: a removed StorageClass is gone, a new tick is in force."""
+    from sandbox.emulator.config import APPLIED_FILE, EmulatorConfig
 
-    state_dir = get(name).state_dir
-    current = json.loads((state_dir / "emulator.json").read_text())
-    merged = EmulatorConfig.model_validate({**current, **knobs}).model_dump(mode="json")
-    _write_emulator_config(state_dir, merged)
-    return merged
+    info = get(name)
+    current = json.loads((info.state_dir / "emulator.json").read_text())
+    merged = EmulatorConfig.model_validate(
+        {**current, **knobs, "generation": current.get("generation", 0) + 1}).model_dump(mode="json")
+    _write_emulator_config(info.state_dir, merged)
+    applied, seen = info.state_dir / APPLIED_FILE, "nothing"
+    timeout_s = max(current.get("tick_s", 0), merged["tick_s"]) + FAULTS_APPLIED_TIMEOUT_S
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        seen = applied.read_text().strip() if applied.exists() else "nothing"
+        if seen.isdigit() and int(seen) >= merged["generation"]:
+            return merged
+        if not processes.alive(info.pids["emulator"]):
+            raise SandboxError(f"the mesh emulator of sandbox {name} is not running, so the knobs are not in force; "
+                               f"last lines of its log:\n{processes.tail(info.state_dir / 'logs' / 'emulator.log')}")
+        time.sleep(processes.READY_POLL_S)
+    raise SandboxError(f"the mesh emulator of sandbox {name} did not act on the knobs (generation "
+                       f"{merged['generation']}) within {timeout_s:.0f} s; {applied} says {seen}")
 
 
 def traffic(name: str) -> list[dict]:

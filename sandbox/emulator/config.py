@@ -10,6 +10,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 CONFIG_FILE = "emulator.json"
+APPLIED_FILE = "emulator.applied"  # the emulator writes here the config generation it has acted on
 log = logging.getLogger("emulator.config")
 
 
@@ -36,6 +37,9 @@ class EmulatorConfig(BaseModel):
         False, description="the sandbox's default StorageClass is removed (restored when false)")
     registration_missing_namespaces: list[str] = Field(
         default_factory=list, description="SPIRE creates no registration entries for pods of these namespaces")
+    generation: int = Field(
+        0, ge=0, description="bumped by every set_faults; a round of the world acts on it, then the emulator writes "
+                             "it to emulator.applied, so a knob set is in force when set_faults returns")
     svid_trust_domain: str = Field(
         "", pattern=r"^[a-z0-9._-]*$",
         description="SVIDs the agents hand out carry this trust domain instead of SPIRE's own ('' = SPIRE's own)")

@@ -4,8 +4,9 @@ Start-up: the lifecycle starts the process alongside kwokctl, so its imports ove
 it waits for the `--wait-for` file (written once the API server is up); then serving certificate, watch streams,
 webhooks on 127.0.0.1, the ConfigMap
 `kube-public/meshid-sandbox-emulator` (url + caBundle, which the charts look up), the default StorageClass, the
-kubelet, the data plane, then `<state_dir>/emulator.ready`. Afterwards one tick of the storage knob, the kubelet and
-the status writers every `tick_s` of emulator.json.
+kubelet, the data plane, then `<state_dir>/emulator.ready`. Afterwards a round (the storage knob, the kubelet, the
+status writers) every `tick_s` of emulator.json, and at once when `set_faults` bumps its `generation`; each round ends
+by writing the generation it acted on to `<state_dir>/emulator.applied`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 from kubernetes import config as kube_config
 
 from sandbox.emulator import certs, store, webhooks
-from sandbox.emulator.config import CONFIG_FILE, ConfigSource
+from sandbox.emulator.config import APPLIED_FILE, CONFIG_FILE, ConfigSource
 from sandbox.emulator.dataplane import DataPlane
 from sandbox.emulator.kubeapi import Writer
 from sandbox.emulator.kubelet import Kubelet
@@ -32,6 +33,7 @@ from sandbox.processes import READY_POLL_S, write_atomically
 
 PUBLISHED = ("kube-public", "meshid-sandbox-emulator")
 SYNC_TIMEOUT_S = 30
+CONFIG_POLL_S = 0.1  # how often a sleeping tick looks for new knobs (a stat of emulator.json)
 log = logging.getLogger("emulator")
 
 
@@ -42,6 +44,14 @@ def wait_for(path: Path, timeout_s: float, stop: threading.Event) -> bool:
         if stop.wait(READY_POLL_S) or time.monotonic() > deadline:
             return False
     return True
+
+
+def _sleep_until_tick_or_change(config: ConfigSource, generation: int, stop: threading.Event) -> None:
+    """Sleep one tick, or less when new knobs arrive: `set_faults` waits for the round that acts on them."""
+    deadline = time.monotonic() + config.current.tick_s
+    while not stop.wait(max(0.0, min(CONFIG_POLL_S, deadline - time.monotonic()))):
+        if time.monotonic() >= deadline or config.current.generation != generation:
+            return
 
 
 def run(state_dir: Path, stop: threading.Event) -> None:
@@ -73,12 +83,14 @@ def run(state_dir: Path, stop: threading.Event) -> None:
     log.info("ready: webhooks at %s, tick %.2f s", url, config.current.tick_s)
     try:
         while not stop.is_set():
+            generation = config.current.generation
             for part in (storage, kubelet, reconciler):
                 try:
                     part.tick(time.monotonic())
                 except Exception:  # noqa: BLE001 - an API failure of one part is retried next tick
                     log.exception("tick of %s failed", type(part).__name__)
-            stop.wait(config.current.tick_s)
+            write_atomically(state_dir / APPLIED_FILE, f"{generation}\n")
+            _sleep_until_tick_or_change(config, generation, stop)
     finally:
         dataplane.stop()
         mirror.stop()
