@@ -191,16 +191,13 @@ def fresh_cluster():
         lifecycle.down(info.name)
 
 
-@pytest.mark.skip(reason="issue 14 open: passes alone (SIGKILL to Crashed 90.6 s, lock free at once), but after "
-                         "the rollout test the eu target fails at install-kong-mesh in 2.4 s on its fresh cluster, "
-                         "before the kill (cause not found yet)")
 def test_a_worker_killed_mid_target_crashes_its_run_the_fleet_reports_it_and_the_lock_frees(
         deployed, prefect_server, fresh_cluster, tmp_path):
     b = fresh_cluster
     name = f"wk-{uuid.uuid4().hex[:4]}"
     proc = _fleet(prefect_server, tmp_path, mode="validate", concurrency=2, trust_domains=[TD],
-                  lock_lease_s=LEASE_S, targets=[{"name": f"{name}-ok", "provider": "sandbox"},
-                                                 _context(name, b, work_queue="eu")])
+                  lock_lease_s=LEASE_S, guide={"charts": {"mirror": b.chart_repo_url}},
+                  targets=[{"name": f"{name}-ok", "provider": "sandbox"}, _context(name, b, work_queue="eu")])
     try:
         with get_client(sync_client=True) as client:
             logs = _diagnosis(client, prefect_server, tmp_path)
