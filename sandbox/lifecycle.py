@@ -364,26 +364,19 @@ def _write_emulator_config(state_dir: Path, values: dict) -> None:
 def set_faults(name: str, **knobs: object) -> dict:
     """Merge fault knobs into the sandbox's emulator config (validated by the emulator's schema) and return it once
     the emulator has finished a round with them: a removed StorageClass is gone, a new tick is in force."""
-    from sandbox.emulator.config import APPLIED_FILE, EmulatorConfig
+    from sandbox.emulator.config import APPLIED_FILE, CONFIG_FILE, EmulatorConfig
 
     info = get(name)
-    current = json.loads((info.state_dir / "emulator.json").read_text())
+    current = json.loads((info.state_dir / CONFIG_FILE).read_text())
     merged = EmulatorConfig.model_validate(
         {**current, **knobs, "generation": current.get("generation", 0) + 1}).model_dump(mode="json")
     _write_emulator_config(info.state_dir, merged)
-    applied, seen = info.state_dir / APPLIED_FILE, "nothing"
-    timeout_s = max(current.get("tick_s", 0), merged["tick_s"]) + FAULTS_APPLIED_TIMEOUT_S
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        seen = applied.read_text().strip() if applied.exists() else "nothing"
-        if seen.isdigit() and int(seen) >= merged["generation"]:
-            return merged
-        if not processes.alive(info.pids["emulator"]):
-            raise SandboxError(f"the mesh emulator of sandbox {name} is not running, so the knobs are not in force; "
-                               f"last lines of its log:\n{processes.tail(info.state_dir / 'logs' / 'emulator.log')}")
-        time.sleep(processes.READY_POLL_S)
-    raise SandboxError(f"the mesh emulator of sandbox {name} did not act on the knobs (generation "
-                       f"{merged['generation']}) within {timeout_s:.0f} s; {applied} says {seen}")
+    processes.wait_ready(info.state_dir / APPLIED_FILE, info.pids["emulator"],
+                         f"the mesh emulator's round with knobs generation {merged['generation']}",
+                         info.state_dir / "logs" / "emulator.log",
+                         max(current.get("tick_s", 0), merged["tick_s"]) + FAULTS_APPLIED_TIMEOUT_S,
+                         accept=lambda text: text.isdigit() and int(text) >= merged["generation"])
+    return merged
 
 
 def traffic(name: str) -> list[dict]:

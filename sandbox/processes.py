@@ -33,18 +33,23 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 def wait_ready(ready_file: Path, pid: int, what: str, log: Path, timeout_s: float,
-               stop: Callable[[], bool] = lambda: False) -> str:
-    """Wait until `ready_file` exists and return its text; fail early if the process died, or `stop` turned true."""
+               stop: Callable[[], bool] = lambda: False, accept: Callable[[str], bool] = lambda text: True) -> str:
+    """Wait until `ready_file` exists with a text `accept` takes, and return the text; fail early if the process
+    died, or `stop` turned true."""
     deadline = time.monotonic() + timeout_s
+    seen = None
     while time.monotonic() < deadline:
         if ready_file.exists():
-            return ready_file.read_text().strip()
+            seen = ready_file.read_text().strip()
+            if accept(seen):
+                return seen
         if not alive(pid):
             raise StartFailed(f"{what} exited before it was ready; last lines of {log}:\n{tail(log)}")
         if stop():
             raise Stopped(f"stopped on request while waiting for {what}")
         time.sleep(READY_POLL_S)
-    raise StartFailed(f"{what} was not ready after {timeout_s:.0f} s (waited for {ready_file}); "
+    said = "" if seen is None else f", which says {seen!r}"
+    raise StartFailed(f"{what} was not ready after {timeout_s:.0f} s (waited for {ready_file}{said}); "
                       f"last lines of {log}:\n{tail(log)}")
 
 
