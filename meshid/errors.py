@@ -80,6 +80,9 @@ TRANSIENT_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
         r"http2: server sent GOAWAY",  # Go http2: API server shutting down a connection
         r"(read|connect) timed out",  # urllib3 ReadTimeoutError / ConnectTimeoutError text
         r"failed calling webhook",  # kube-apiserver: an admission webhook is not up yet (SPIRE's fails closed)
+        # helm 4's hook watcher when the TTL controller deleted a finished hook Job first (Kong Mesh's hook Jobs set
+        # ttlSecondsAfterFinished: 0); helm 3 counted that as done (helm/helm PR #32586), a new attempt usually is
+        r"resource Job/\S+ not ready\. status: NotFound",
     )
 )
 

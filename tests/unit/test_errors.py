@@ -114,6 +114,8 @@ def test_connection_errors_and_timeouts_are_transient(exc):
         "read: connection reset by peer",
         "Error from server (TooManyRequests): the server has received too many requests",
         'failed calling webhook "vclusterspiffeid.kb.io": no endpoints available for service "spire-x"',
+        "Error: failed pre-install: resource Job/kong-mesh-system/kong-mesh-install-crds not ready. status: NotFound,"
+        " message: Resource not found",
     ],
 )
 def test_transient_text(text):
@@ -124,6 +126,8 @@ def test_transient_text(text):
     "exc",
     [
         RuntimeError('Error from server (NotFound): deployments.apps "kv" not found'),
+        RuntimeError("failed pre-install: resource Job/kong-mesh-system/kong-mesh-install-crds not ready. status: "
+                     "Failed, message: Job has reached the specified backoff limit"),
         ValueError("bad value"),
         InputError("f", "connection refused", "x"),
         ExternalCallError("helm", "connection refused", transient=False),
