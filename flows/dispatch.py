@@ -10,6 +10,11 @@ The child is created with an idempotency key (fleet run + job), so a create the 
 answer is waited out for API_OUTAGE_S (the client retries each call first); a stop request cancels the child (the
 worker sends it SIGTERM and it cleans up) and waits, bounded, for it to end. A child that ends without a result (its
 worker died: Prefect's zombie detection marks it Crashed) is a failed, infrastructure result (MID082).
+
+A child that crashed before it ever ran (no start time: its process died before the engine proposed Running, so the
+target's flow, which alone touches the cluster, never began) is created again, up to NEVER_STARTED_RETRIES times. A
+run process that starts while the API is away is such a child: Prefect's client fails a first connection at once
+(prefect/client/base.py retries ConnectError only after a client has connected), and the worker marks it Crashed.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 from prefect.client.schemas.objects import FlowRun, WorkQueueStatus
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+from prefect.logging import get_run_logger
 from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
 from prefect.states import Cancelled, Cancelling
 
@@ -42,6 +48,7 @@ API_OUTAGE_S = 180.0  # an API that answers no call for this long gives the job 
 CANCEL_WAIT_S = 90.0  # a cancelled child: the worker's 30 s SIGTERM grace, its cleanup, the on_cancellation hook
 PICKUP_TIMEOUT_S = 900.0  # a child no worker took by then is cancelled: its queue's workers are gone
 HEALTH_TIMEOUT_S = 10.0
+NEVER_STARTED_RETRIES = 2  # children that crashed before they ran, created again
 WORKER_LABEL = "prefect.worker.name"  # the worker that took a run labels it so (prefect/workers/base.py)
 
 T = TypeVar("T")
@@ -68,36 +75,54 @@ def _run_here(job: Job, parameters: dict[str, Any]) -> TargetResult:
 
 
 def _run_on_worker(job: Job, parameters: dict[str, Any], idempotency_key: str) -> TargetResult:
+    key, again = idempotency_key, 0
+    while True:
+        result, final = _child(job, parameters, key)
+        if final is None or not never_started(final) or again == NEVER_STARTED_RETRIES or interrupt.requested():
+            return result
+        again += 1
+        key = f"{idempotency_key}:again-{again}"
+        get_run_logger().warning("%s: its run %s crashed before it started (%s); creating it again (%d/%d)",
+                                 job.key, final.name, final.state.message, again, NEVER_STARTED_RETRIES)
+
+
+def never_started(run: FlowRun) -> bool:
+    """A run that crashed without ever entering Running: the flow never began, so nothing touched its cluster."""
+    return run.state is not None and run.state.is_crashed() and run.start_time is None
+
+
+def _child(job: Job, parameters: dict[str, Any], idempotency_key: str) -> tuple[TargetResult, FlowRun | None]:
+    """One child run of the job and its result, with the child as it ended (None when none was created)."""
     child = _through_outage(lambda: run_deployment(
         DEPLOYMENT, parameters=parameters, timeout=0, work_queue_name=job.target.work_queue,
         idempotency_key=idempotency_key))
     if child is None:
         if interrupt.requested():
             return TargetResult.not_run(job, Outcome.SKIPPED, f"not started: the fleet was "
-                                                              f"{interrupt.Interrupted(interrupt.received())}")
+                                                              f"{interrupt.Interrupted(interrupt.received())}"), None
         return TargetResult.lost(job, f"not started: the Prefect API did not answer for {API_OUTAGE_S:g} s", None,
-                                 None)
+                                 None), None
     with get_client(sync_client=True) as client:  # one client: it retries calls once it has connected
         final, gave_up = _watch(client, child)
         if gave_up is not None:
             return TargetResult.lost(job, f"its run {final.name} was {final.state.name} when the fleet gave up on it: "
                                           f"{gave_up}", str(child.id), final.labels.get(WORKER_LABEL),
-                                     _ui_url(child.id))
+                                     _ui_url(child.id)), None
         found = _through_outage(lambda: client.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[RESULT_KEY]),
                                            flow_run_id=ArtifactFilterFlowRunId(any_=[child.id])), limit=1),
                                stoppable=False)
     worker = final.labels.get(WORKER_LABEL)
     if not found and final.state.is_cancelled() and final.start_time is None:
-        return TargetResult.not_run(job, Outcome.SKIPPED, f"not started: {final.state.message}")
+        return TargetResult.not_run(job, Outcome.SKIPPED, f"not started: {final.state.message}"), final
     if not found:
         return TargetResult.lost(job, f"its run {final.name} on worker {worker or '(none)'} ended {final.state.name} "
                                       f"without a report: {final.state.message}", str(child.id), worker,
-                                 _ui_url(child.id))
+                                 _ui_url(child.id)), final
     data = found[0].data
     data = json.loads(data) if isinstance(data, str) else data
     report = RunReport.model_validate(data["report"]) if data.get("report") else None
-    return TargetResult.model_validate(data["result"]).model_copy(update={"report": report})
+    return TargetResult.model_validate(data["result"]).model_copy(update={"report": report}), final
 
 
 def _watch(client: SyncPrefectClient, child: FlowRun) -> tuple[FlowRun, str | None]:

@@ -24,6 +24,7 @@ from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFi
 
 from deployments import stack
 from deployments.setup import ZOMBIE_AFTER
+from flows.dispatch import never_started
 from meshid.fleet import FLEET_LIMIT, lock_name, parse_fleet
 from meshid.ledger import FILE, Ledger
 from meshid.runrecord import RunState
@@ -265,7 +266,9 @@ def test_a_server_restart_mid_fleet_is_ridden_out_and_nothing_runs_twice(deploye
     assert outage >= 5, "no real outage"
     assert code == 0 and report["outcome"] == "passed", (tmp_path / "fleet.out").read_text()[-4000:]
     with get_client(sync_client=True) as client:
-        mine = [r for r in _target_runs(client) if r.parameters["params"]["target"]["name"] in names]
+        runs = [r for r in _target_runs(client) if r.parameters["params"]["target"]["name"] in names]
+    # a run process started while the API was away dies before it begins; the fleet creates that job's run again
+    mine = [r for r in runs if not never_started(r)]
     assert sorted(r.name for r in mine) == sorted(f"validate-{n}-{td}" for n in names for td in (TD, OTHER_TD))
     assert all(r.state.is_completed() for r in mine)
     for worker, name in ((DEFAULT, names[0]), (EU, names[1])):  # each job ran once: one run, one ledger
