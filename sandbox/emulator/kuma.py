@@ -16,6 +16,9 @@ SPIRE_VOLUME = "kuma-spire-agent-socket"
 SIDECAR = "kuma-sidecar"
 DEFAULT_TRUST_DOMAIN = "{{ .Mesh }}.{{ .Zone }}.mesh.local"
 DEFAULT_PATH = "/ns/{{ .Namespace }}/sa/{{ .ServiceAccount }}"
+# How often the control plane regenerates each proxy's configuration, so how soon a policy change is in force
+# (kuma-cp.defaults.yaml: xdsServer.dataplaneConfigurationRefreshInterval: 1s); status writes have their own tick.
+XDS_REFRESH_S = 1.0
 
 
 def pod_ready(pod: Mapping) -> bool:

@@ -6,7 +6,8 @@ webhooks on 127.0.0.1, the ConfigMap
 `kube-public/meshid-sandbox-emulator` (url + caBundle, which the charts look up), the default StorageClass, the
 kubelet, the data plane, then `<state_dir>/emulator.ready`. Afterwards a round (the storage knob, the kubelet, the
 status writers) every `tick_s` of emulator.json, and at once when `set_faults` bumps its `generation`; each round ends
-by writing the generation it acted on to `<state_dir>/emulator.applied`.
+by writing the generation it acted on to `<state_dir>/emulator.applied`. Between rounds the data plane's view is
+regenerated every `kuma.XDS_REFRESH_S`, as Kong Mesh's xDS server does.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from kubernetes import config as kube_config
 
-from sandbox.emulator import certs, store, webhooks
+from sandbox.emulator import certs, kuma, store, webhooks
 from sandbox.emulator.config import APPLIED_FILE, CONFIG_FILE, ConfigSource
 from sandbox.emulator.dataplane import DataPlane
 from sandbox.emulator.kubeapi import Writer
@@ -46,9 +47,8 @@ def wait_for(path: Path, timeout_s: float, stop: threading.Event) -> bool:
     return True
 
 
-def _sleep_until_tick_or_change(config: ConfigSource, generation: int, stop: threading.Event) -> None:
-    """Sleep one tick, or less when new knobs arrive: `set_faults` waits for the round that acts on them."""
-    deadline = time.monotonic() + config.current.tick_s
+def _sleep_until(deadline: float, config: ConfigSource, generation: int, stop: threading.Event) -> None:
+    """Sleep until `deadline`, or less when new knobs arrive: `set_faults` waits for the round that acts on them."""
     while not stop.wait(max(0.0, min(CONFIG_POLL_S, deadline - time.monotonic()))):
         if time.monotonic() >= deadline or config.current.generation != generation:
             return
@@ -82,15 +82,23 @@ def run(state_dir: Path, stop: threading.Event) -> None:
     write_atomically(state_dir / "emulator.ready", url + "\n")
     log.info("ready: webhooks at %s, tick %.2f s", url, config.current.tick_s)
     try:
+        next_round, applied = 0.0, None
         while not stop.is_set():
             generation = config.current.generation
-            for part in (storage, kubelet, reconciler):
+            if time.monotonic() >= next_round or generation != applied:
+                for part in (storage, kubelet, reconciler):
+                    try:
+                        part.tick(time.monotonic())
+                    except Exception:  # noqa: BLE001 - an API failure of one part is retried next tick
+                        log.exception("tick of %s failed", type(part).__name__)
+                write_atomically(state_dir / APPLIED_FILE, f"{generation}\n")
+                next_round, applied = time.monotonic() + config.current.tick_s, generation
+            else:
                 try:
-                    part.tick(time.monotonic())
-                except Exception:  # noqa: BLE001 - an API failure of one part is retried next tick
-                    log.exception("tick of %s failed", type(part).__name__)
-            write_atomically(state_dir / APPLIED_FILE, f"{generation}\n")
-            _sleep_until_tick_or_change(config, generation, stop)
+                    reconciler.refresh(time.monotonic())
+                except Exception:  # noqa: BLE001 - retried at the next refresh
+                    log.exception("data plane refresh failed")
+            _sleep_until(min(next_round, time.monotonic() + kuma.XDS_REFRESH_S), config, generation, stop)
     finally:
         dataplane.stop()
         mirror.stop()

@@ -3,8 +3,9 @@
 Kong Mesh creates the `default` Mesh when its control plane starts; while it is ready it rewrites MeshIdentity
 conditions every tick (no status subresource) and generates a MeshService per Service of a mesh-enabled namespace
 when the Mesh's meshServices mode is not Disabled, with `spec.identities`. SPIRE (while spire-server is ready)
-reconciles ClusterSPIFFEIDs into entries and `status.stats`; agents hand SVIDs to pods. Then the data plane view is
-rebuilt from what both know this tick.
+reconciles ClusterSPIFFEIDs into entries and `status.stats`; agents hand SVIDs to pods. The data plane view is
+rebuilt after every tick and, between ticks, every `kuma.XDS_REFRESH_S` (`refresh`): permissions as they are then,
+identities as of the last tick (a proxy gets one only once its MeshIdentity was found Ready).
 """
 
 from __future__ import annotations
@@ -124,6 +125,7 @@ class Reconciler:
         self._entries: dict[str, list[spire.Entry]] = {}
         self._issued: dict[str, set[str]] = {}
         self._started: set[str] = set()  # control-plane pods that already ran their start-up
+        self._ready: frozenset[tuple[str, str]] = frozenset()  # MeshIdentities found Ready at the last tick
         self._crash_loop = faults.PodFaults(writer, faults.crash_status, every_tick=True)
         self._spire_down = faults.PodFaults(writer, faults.not_ready_status, every_tick=False)
 
@@ -138,12 +140,20 @@ class Reconciler:
             self._guarded("spire-server fault", lambda: self._spire_down.tick(
                 spire.server_pods(self._store, spire_conf), conf.spire_server_not_ready))
             self._guarded("SPIRE", lambda: self._spire(spire_conf))
+        if cp is not None and cp.ready and not conf.control_plane_crash_loop:
+            self._ready = frozenset(self._ready_identities())
+            self._guarded("MeshIdentity status", self._write_identities)
+            self._guarded("MeshServices", lambda: self._mesh_services(self._ready))
+        self.refresh(now)
+
+    def refresh(self, now: float) -> None:
+        """Regenerate the data plane view, as the control plane's xDS server does between status ticks: nothing new
+        while the control plane is not ready."""
+        conf = self._config.current
+        cp = kuma.control_plane(self._store)
         view = None
         if cp is not None and cp.ready and not conf.control_plane_crash_loop:
-            ready = self._ready_identities()
-            self._guarded("MeshIdentity status", self._write_identities)
-            self._guarded("MeshServices", lambda: self._mesh_services(frozenset(ready)))
-            view = world.build(self._store, cp.namespace, world.Identities(frozenset(ready), self._issued))
+            view = world.build(self._store, cp.namespace, world.Identities(self._ready, self._issued))
         self.converger.offer(view, now, conf.convergence_delay_s)
 
     @staticmethod

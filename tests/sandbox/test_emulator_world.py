@@ -331,6 +331,23 @@ def test_guide_flow_500_before_the_mtp_then_the_counter(world):
     assert counted(world.counter(DEMO, "DELETE")) == {"counter": 0, "zone": ""}
 
 
+def test_a_permission_change_is_in_force_within_seconds_while_statuses_keep_their_tick(world):
+    """Kong Mesh regenerates every proxy's configuration each second (kuma-cp.defaults.yaml:
+    xdsServer.dataplaneConfigurationRefreshInterval: 1s); its status writes have their own, slower tick. With a 30 s
+    status tick, removing and restoring the permission still shows within seconds."""
+    guide_mtp_in_force(world)
+    world.faults(tick_s=30)
+    try:
+        started = time.monotonic()
+        world.kubectl("delete", "meshtrafficpermission", "mtp", "-n", DEMO)
+        eventually(lambda: denied(world.counter(DEMO)), "the denial once the permission is gone", timeout_s=10)
+        world.apply(rules_mtp(DEMO, "Prefix", f"spiffe://{TD}/ns/{DEMO}"))
+        eventually(lambda: counted(world.counter(DEMO)), "the counter once the permission is back", timeout_s=10)
+        assert time.monotonic() - started < 20, "a permission change waited for the status tick"
+    finally:
+        world.faults(tick_s=TICK_S)
+
+
 def test_mesh_service_lists_the_spiffe_id_of_kv(world):
     expected = {"type": "SpiffeID", "value": f"spiffe://{TD}/ns/{DEMO}/sa/default"}
     eventually(lambda: expected in world.get("meshservice", "-n", DEMO, "kv")["spec"].get("identities", []),
