@@ -33,7 +33,7 @@ from tasks import (apply_demo, apply_mesh_identity, apply_permission, cleanup, c
                    restart_workloads)
 from tasks import artifact_sink
 from tasks.rollback import rollback
-from tasks.stage import StageFailed, artifact_key
+from tasks.stage import StageFailed, artifact_key, publish_run
 
 TASKS = {task.name: task for task in (
     preflight.preflight, cluster_start.cluster_start, install_kong_mesh.install_kong_mesh, apply_demo.apply_demo,
@@ -165,6 +165,7 @@ def run_guide(ctx: RunContext) -> RunReport:
     artifact_sink.markdown(artifact_key(ctx, "summary"), reports.run_summary_markdown(report),
                            f"{ctx.run_id}: {report.outcome.value}")
     artifact_sink.table(artifact_key(ctx, "stages"), reports.summary_rows(report), f"stages of {ctx.run_id}")
+    publish_run(ctx, stages)
     return report
 
 

@@ -45,6 +45,7 @@ from meshid.settings import load_settings
 from meshid.stages.context import RunContext
 from tasks import artifact_sink
 from tasks.plan import plan
+from tasks.stage import publish_run
 
 RESULT_KEY = "fleet-target-result"
 LOCK_POLL_S = 2.0
@@ -107,6 +108,7 @@ def _target_report(ctx: RunContext, mode: FleetMode) -> RunReport:
                                  versions={"meshid": __version__, **ctx.versions}, started_at=started,
                                  fixtures=(ctx.params.namespaces.probe,))
         reports.write_json(report, ctx.run_dir / "report.json")
+        publish_run(ctx, [stage])
         ctx.ledger.update_run(outcome=report.outcome.value, stage=report.failed_stage)
         recovery.finish(ctx.ledger, Cleanup.DONE, "run", "nothing to clean up: a plan changes nothing")
         return report

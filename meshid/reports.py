@@ -189,7 +189,8 @@ def summary_rows(report: RunReport) -> list[dict[str, Any]]:
 
 
 def run_summary_markdown(report: RunReport) -> str:
-    """The run at a glance: outcome and failed stage first, then every stage, the versions and diagnostics."""
+    """The run at a glance: outcome and failed stage first, then every stage, the versions and diagnostics, then each
+    stage's checks with their hints."""
     if report.signal:
         verdict = f"INTERRUPTED by {report.signal} at `{report.stopped_at}`"
     elif report.failed_stage:
@@ -207,4 +208,5 @@ def run_summary_markdown(report: RunReport) -> str:
     ]
     if report.diagnostics_dir:
         parts.append(f"diagnostics: {_cell(report.diagnostics_dir)}")
+    parts += [stage_markdown(stage).rstrip("\n") for stage in report.stages]  # each stage's checks and hints
     return "\n\n".join(parts) + "\n"

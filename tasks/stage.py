@@ -53,14 +53,23 @@ def artifact_key(ctx: RunContext, suffix: str) -> str:
 
 
 def publish(ctx: RunContext, result: StageResult) -> None:
-    """The stage's summary (markdown) and what it touched (table) as keyed artifacts (queued: see artifact_sink)."""
+    """The stage's own artifacts (queued: see artifact_sink): its summary when it needs a look of its own (failed,
+    interrupted, warned or retried) and the tables it found (preflight's impact). Every stage's summary and the rows it
+    touched reach the run's artifacts at the end (`publish_run`): each artifact is an API write, and two or three per
+    stage were most of a run's writes."""
     key = artifact_key(ctx, result.name)
-    artifact_sink.markdown(key, reports.stage_markdown(result), f"{result.name}: {result.outcome.value}")
-    rows = reports.touched_rows(result)
-    if rows:
-        artifact_sink.table(f"{key}-touched", rows, f"what {result.name} touched")
+    if result.outcome is not Outcome.PASSED or result.warnings or result.flaky:
+        artifact_sink.markdown(key, reports.stage_markdown(result), f"{result.name}: {result.outcome.value}")
     for name, table in result.tables.items():
         artifact_sink.table(f"{key}-{name}", table, f"{name} found by {result.name}")
+
+
+def publish_run(ctx: RunContext, stages: list[StageResult]) -> None:
+    """What every stage of the run touched, one table `<target>-<td>-touched` with a `stage` column (a plan's rows are
+    what a rollout would do)."""
+    rows = [{"stage": stage.name, **row} for stage in stages for row in reports.touched_rows(stage)]
+    if rows:
+        artifact_sink.table(artifact_key(ctx, "touched"), rows, f"what {ctx.run_id} touched, stage by stage")
 
 
 def stage_task(name: str, body: StageBody) -> Task:

@@ -248,8 +248,8 @@ def test_plan_changes_nothing_and_says_what_would_happen(clusters, resumed, tmp_
         ("configured", "unchanged", None), ("fresh", "passed", None)]  # a rollout would change nothing on A
     plans = {}
     for name in ("configured", "fresh"):
-        rows = json.loads(_artifact(f"{name}-{TD.replace('.', '-')}-plan-touched").data)
-        plans[name] = {(r["kind"], r["name"]): (r["action"], r["detail"]) for r in rows}
+        rows = json.loads(_artifact(f"{name}-{TD.replace('.', '-')}-touched").data)
+        plans[name] = {(r["kind"], r["name"]): (r["action"], r["detail"]) for r in rows if r["stage"] == "plan"}
     assert plans["fresh"][("MeshIdentity", "identity-spire")] == (
         "pending", "would be created once the chart installs the CRD")
     assert plans["fresh"][("Namespace", "kong-mesh-demo")][0] == "would create"

@@ -163,6 +163,9 @@ def test_summary_rows_and_markdown_list_every_stage(run):
     assert "| deny | FAILED | 1.25 | 0 | MID060 |" in md
     assert "| allow | skipped |" in md and "| kong-mesh chart | 2.12.3 |" in md
     assert "/runs/run-7/diagnostics" in md
+    assert md.index("/runs/run-7/diagnostics") < md.index("### deny: FAILED")  # then each stage's checks and hints
+    assert [line for line in md.splitlines() if line.startswith("### ")] == [
+        reports.stage_markdown(s).splitlines()[0] for s in run.stages]
 
 
 def test_touched_rows(run):
