@@ -26,7 +26,7 @@ system-tools:
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[sandbox,dev]'
 	touch $@
 
 # The project's own packages are installed editable, so pip compiles none of them, and where PYTHONDONTWRITEBYTECODE
