@@ -9,12 +9,12 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from meshid import LIBRARY_LOGGER
 from meshid.errors import input_error
 from meshid.models import ProviderName, TrustDomain
 from meshid.spiffe import DEFAULT_TRUST_DOMAIN
 
 ENV_PREFIX = "MESHID_"
-LIBRARY_LOGGER = "meshid"  # every module's logging.getLogger(__name__) is below it
 
 
 class MeshidSettings(BaseSettings):
