@@ -10,7 +10,8 @@ import pytest
 
 from meshid.errors import InputError
 from meshid.models import ProviderName
-from meshid.settings import LIBRARY_LOGGER, MeshidSettings, load_settings
+from meshid import LIBRARY_LOGGER
+from meshid.settings import MeshidSettings, load_settings
 
 
 @pytest.fixture(autouse=True)
