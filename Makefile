@@ -6,6 +6,8 @@ BIN    := $(VENV)/bin
 # As root `unshare -n` is enough; elsewhere a user namespace maps us to root inside it.
 NETNS  := unshare $(if $(filter 0,$(shell id -u)),-n,-rn) -- sh -c 'ip link set lo up && exec "$$0" "$$@"'
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
+# meshid's own loggers (meshid.*) in the Prefect runs' logs, also of the flows the tests run in pytest
+export PREFECT_LOGGING_EXTRA_LOGGERS := meshid
 export DO_NOT_TRACK := 1
 
 .PHONY: install system-tools bytecode sandbox-build stack stack-down test demo bench bench-fleet bench-overhead bench-cli clean
@@ -26,7 +28,7 @@ system-tools:
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[sandbox,dev]'
 	touch $@
 
 # The project's own packages are installed editable, so pip compiles none of them, and where PYTHONDONTWRITEBYTECODE

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from meshid import interrupt
+from meshid import LIBRARY_LOGGER, interrupt
 
 if TYPE_CHECKING:
     from meshid.prefectserver import BackgroundServer, Handle
@@ -112,9 +112,13 @@ def _sandbox_faults(args: argparse.Namespace) -> int:
 
 
 def prefect_defaults() -> None:
-    """Prefect settings meshid needs unless the user set them: no analytics (Prefect's SDK asks its server whether
-    analytics are on, and falls back to this setting, prefect/_internal/analytics/service.py)."""
+    """Prefect settings meshid needs unless the user set them, before Prefect is imported (it reads them then): no
+    analytics (Prefect's SDK asks its server whether analytics are on, and falls back to this setting,
+    prefect/_internal/analytics/service.py); the library's loggers (`meshid.*`) among Prefect's extra loggers, whose
+    records emitted inside a run go to that run's logs (the import's logging set-up gives them the API handler,
+    prefect/logging/configuration.py)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", LIBRARY_LOGGER)
 
 
 @contextmanager

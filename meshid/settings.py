@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from meshid import LIBRARY_LOGGER
 from meshid.errors import input_error
 from meshid.models import ProviderName, TrustDomain
 from meshid.spiffe import DEFAULT_TRUST_DOMAIN
@@ -30,11 +32,9 @@ class MeshidSettings(BaseSettings):
     provider: ProviderName = Field(ProviderName.SANDBOX, description="Default cluster provider.")
     trust_domain: TrustDomain = Field(DEFAULT_TRUST_DOMAIN, description="Default SPIFFE trust domain.")
     helm_bin: str = Field("helm", min_length=1, description="helm executable (name on PATH or path).")
-    kubectl_bin: str = Field("kubectl", min_length=1, description="kubectl executable (name on PATH or path).")
-    http_timeout_s: float = Field(10.0, gt=0, description="Timeout of one HTTP request, seconds.")
     api_timeout_s: float = Field(30.0, gt=0, description="Timeout of one Kubernetes API call, seconds.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
-        "INFO", description="Log level (case-insensitive)."
+        "INFO", description="Level of the library's loggers, `meshid.*` (case-insensitive)."
     )
     sandbox_tick_s: float = Field(
         5.0, gt=0, description="Emulator status tick, seconds, for sandboxes meshid starts."
@@ -52,8 +52,14 @@ class MeshidSettings(BaseSettings):
 
 
 def load_settings(**overrides: Any) -> MeshidSettings:
-    """Settings from overrides, then `MESHID_*` variables, then `.env`; one InputError naming the variable."""
+    """Settings from overrides, then `MESHID_*` variables, then `.env`; one InputError naming the variable.
+
+    Also sets the library's log level: every entry point (the command line, each flow, the flow hooks) loads the
+    settings, so MESHID_LOG_LEVEL holds wherever meshid runs, on a worker too.
+    """
     try:
-        return MeshidSettings(**overrides)
+        settings = MeshidSettings(**overrides)
     except ValidationError as exc:
         raise input_error(exc, lambda loc: f"{ENV_PREFIX}{str(loc[0]).upper()}") from None
+    logging.getLogger(LIBRARY_LOGGER).setLevel(settings.log_level)
+    return settings

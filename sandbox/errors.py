@@ -18,7 +18,8 @@ class SandboxExists(SandboxError):
 
 
 class ToolchainMissing(SandboxError):
-    """The binaries are missing and cannot be built (no Go toolchain), or kubectl is missing."""
+    """The binaries are missing and cannot be built (no Go toolchain), kubectl is missing, or the `sandbox` extra
+    (the emulator's Python packages) is not installed."""
 
 
 class PortInUse(SandboxError):

@@ -10,6 +10,7 @@ kept as given.
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import json
 import os
 import re
@@ -25,7 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from sandbox import binaries, kwokstages, processes
-from sandbox.errors import InvalidName, PortInUse, SandboxError, SandboxExists, StartFailed, Stopped, UnknownSandbox
+from sandbox.errors import (InvalidName, PortInUse, SandboxError, SandboxExists, StartFailed, Stopped, ToolchainMissing,
+                            UnknownSandbox)
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 KWOK_CRDS = ("PortForward", "ClusterPortForward", "Logs", "ClusterLogs", "Exec", "ClusterExec")
@@ -288,6 +290,9 @@ def up(name: str, nodes: int = 1, api_port: int | None = None, tick_s: float = 5
         _remove_leftovers(state_dir)
     if api_port is not None and not _port_free(api_port):
         raise PortInUse(f"port {api_port} on 127.0.0.1 is in use: pick another --api-port, or omit it for a free one")
+    if importlib.util.find_spec("cryptography") is None:  # the emulator's certificates; else it dies at its import
+        raise ToolchainMissing("the sandbox's emulator needs the Python package cryptography: install meshid with its "
+                               "sandbox extra (`pip install -e '.[sandbox]'`; `make install` does)")
     binaries.ensure()
     binaries.kubectl()
     starting()

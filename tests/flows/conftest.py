@@ -1,4 +1,5 @@
-"""One Prefect test harness for the whole session (starting one costs ~15 s), and fast emulator settings."""
+"""One Prefect test harness for the whole session (starting one costs ~15 s), Prefect's defaults as `meshid run` sets
+them, and fast emulator settings."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ import os
 
 import pytest
 
+from meshid.cli import prefect_defaults
+
+prefect_defaults()  # as `meshid run` does, before Prefect is imported (by the test modules), which reads them then
+
 
 @pytest.fixture(scope="session", autouse=True)
 def prefect_harness(tmp_path_factory):
     """A temporary Prefect server and database shared by every flow test."""
-    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     os.environ["MESHID_SANDBOX_TICK_S"] = "0.5"
     os.environ["MESHID_RUNS_DIR"] = str(tmp_path_factory.mktemp("runs"))
     from prefect.testing.utilities import prefect_test_harness
