@@ -70,22 +70,23 @@ def _sandbox_status(args: argparse.Namespace) -> int:
 
     rows = [{**info.to_json(), "running": info.running(), "owned_by": _owner(info.owner)}
             for info in lifecycle.status()]
-    _print_rows(rows, args.output, "no sandbox is up", {"name": 16, "running": 8, "nodes": 6, "api_url": 26,
-                                                       "chart_repo_url": 26, "owned_by": 0})
+    _print_rows(rows, args.output, "no sandbox is up", ("name", "running", "nodes", "api_url", "chart_repo_url",
+                                                       "owned_by"))
     return EXIT_OK
 
 
-def _print_rows(rows: list[dict], output: str, empty: str, columns: dict[str, int]) -> None:
-    """Rows as JSON, or as a table of `columns` (name: width; the last one unpadded)."""
+def _print_rows(rows: list[dict], output: str, empty: str, columns: Sequence[str]) -> None:
+    """Rows as JSON, or as a table of `columns` (`meshid.terminal.print_table`)."""
+    from meshid.terminal import print_table
+
     if output == "json":
         print(json.dumps(rows, indent=2))
     elif not rows:
         print(empty)
     else:
-        for line in [{c: c.upper() for c in columns}, *rows]:
-            cells = ["" if line[c] is None else str(line[c]).lower() if isinstance(line[c], bool) else str(line[c])
-                     for c in columns]
-            print(" ".join(f"{cell:<{width}}" for cell, width in zip(cells, columns.values())).rstrip())
+        print_table([c.upper() for c in columns],
+                    [[str(row[c]).lower() if isinstance(row[c], bool) else row[c] for c in columns] for row in rows],
+                    sys.stdout)
 
 
 def _sandbox_traffic(args: argparse.Namespace) -> int:
@@ -256,11 +257,7 @@ def _run(args: argparse.Namespace) -> int:
             return _interrupted_exit("the run")
         print(f"meshid: the run crashed before it wrote a report: {state.message}", file=sys.stderr)
         return EXIT_FAILED
-    print(f"{'STAGE':<32} {'OUTCOME':<11} {'SECONDS':>8} {'TRIES':>5}  CODES")
-    for stage in report["stages"]:
-        codes = ",".join(c["code"] for c in stage["checks"] if c["outcome"] == "failed")
-        print(f"{stage['name']:<32} {stage['outcome']:<11} {stage['duration_s']:>8.1f} {stage['attempts']:>5}  "
-              f"{codes}")
+    _print_run(report)
     if report["outcome"] == "interrupted":
         stopped = ", ".join(report["interrupted_stages"])
         print(f"run {report['run_id']} interrupted by {report['signal']} at {stopped}; "
@@ -270,10 +267,30 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_OK if state.is_completed() and report["outcome"] in ("passed", "unchanged") else EXIT_FAILED
 
 
+def _print_run(report: dict) -> None:
+    """A run's report for people: each stage's checks as marked lines (hints under warned and failed ones), then the
+    table of stages."""
+    from meshid.results import CheckResult
+    from meshid.terminal import check_line, marks, print_table
+
+    shown = marks(sys.stdout)
+    for stage in report["stages"]:
+        if stage["checks"]:
+            print(stage["name"])
+            for check in stage["checks"]:
+                print(check_line(CheckResult.model_validate(check), shown))
+            print()
+    print_table(["STAGE", "OUTCOME", "SECONDS", "TRIES", "CODES"],
+                [[s["name"], s["outcome"], round(s["duration_s"], 1), s["attempts"],
+                  ",".join(c["code"] for c in s["checks"] if c["outcome"] == "failed")] for s in report["stages"]],
+                sys.stdout)
+
+
 def _check(args: argparse.Namespace) -> int:
     from meshid import checks, health
     from meshid.kube import Cluster
     from meshid.models import parse_params
+    from meshid.terminal import check_line, marks
 
     if args.list:
         print(checks.doc())
@@ -294,16 +311,14 @@ def _check(args: argparse.Namespace) -> int:
                           "checks": [{"group": g, **r.model_dump(mode="json")} for g, rs in groups for r in rs]},
                          indent=2))
     else:
+        shown = marks(sys.stdout)
         for group, rs in groups:
             print(group)
             print("-" * len(group))
             for r in rs:
-                mark = "√" if not r.failed else ("‼" if not r.blocking else "×")
-                print(f"{mark} {r.code} {r.message}")
-                if r.failed and r.hint:
-                    print(f"    hint: {r.hint}")
+                print(check_line(r, shown))
             print()
-        print(f"Status check results are {'×' if blocking else '√'}")
+        print(f"Status check results are {shown['failed' if blocking else 'passed']}")
     return EXIT_FAILED if blocking else EXIT_OK
 
 
@@ -420,12 +435,12 @@ def _fleet(args: argparse.Namespace) -> int:
             return _interrupted_exit("the fleet run")
         print(f"meshid: the fleet run crashed before it wrote a report: {state.message}", file=sys.stderr)
         return EXIT_FAILED
+    from meshid.terminal import print_table
+
     report = json.loads(Path(json_path).read_text())
-    print(f"{'TARGET':<20} {'TRUST DOMAIN':<32} {'OUTCOME':<11} {'SECONDS':>8}  {'FAILED STAGE':<32} {'WORKER':<16} "
-          "CODES")
-    for r in report["results"]:
-        print(f"{r['target']:<20} {r['trust_domain']:<32} {r['outcome']:<11} {r['duration_s']:>8.1f}  "
-              f"{r['failed_stage'] or '':<32} {r['worker'] or '-':<16} {','.join(r['codes'])}")
+    print_table(["TARGET", "TRUST DOMAIN", "OUTCOME", "SECONDS", "FAILED STAGE", "WORKER", "CODES"],
+                [[r["target"], r["trust_domain"], r["outcome"], round(r["duration_s"], 1), r["failed_stage"] or "",
+                  r["worker"] or "-", ",".join(r["codes"])] for r in report["results"]], sys.stdout)
     print(f"fleet {report['mode']} {report['outcome']}" + (f", halted: {report['halted']}" if report["halted"] else ""))
     if report["outcome"] == "interrupted":
         for r in report["results"]:
@@ -473,8 +488,7 @@ def _runs(args: argparse.Namespace) -> int:
     rows = [{"run_id": r.run_id, "target": r.target, "provider": r.provider, "cluster": r.cluster,
              "state": r.state().value, "stage": r.stage, "started_at": r.started_at.isoformat(timespec="seconds"),
              "cleanup": r.summary} for r in (ledger.run for ledger in recovery.runs(runs_dir))]
-    _print_rows(rows, args.output, f"no runs under {runs_dir}", {"run_id": 56, "state": 12, "provider": 9,
-                                                                "stage": 32, "cleanup": 0})
+    _print_rows(rows, args.output, f"no runs under {runs_dir}", ("run_id", "state", "provider", "stage", "cleanup"))
     return EXIT_OK
 
 
