@@ -36,9 +36,15 @@ def state(check: CheckResult) -> str:
     return "failed" if check.blocking else "warned"
 
 
+def one_line(text: str) -> str:
+    """`text` with its lines joined by single spaces."""
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
 def check_line(check: CheckResult, shown: dict[str, str]) -> str:
-    """`<mark> <code> <message>`, redacted, with the hint on an indented next line for a warned or failed check."""
-    line = f"{shown[state(check)]} {check.code} {check.message}"
+    """`<mark> <code> <message>`, redacted, with the hint on an indented next line for a warned or failed check.
+    A message of several lines (an HTTP body it quotes) is joined into one."""
+    line = f"{shown[state(check)]} {check.code} {one_line(check.message)}"
     if check.failed and check.hint:
         line += f"\n{HINT_INDENT}hint: {check.hint}"
     return redact(line)

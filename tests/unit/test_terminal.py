@@ -58,6 +58,11 @@ def test_a_failed_warn_check_is_warned_with_its_hint(shown):
     assert hint == f"    hint: {CATALOGUE['MID006'].hint}"
 
 
+def test_a_message_of_several_lines_is_one_line():
+    check = result("MID061", True, 'allowed: 5/5; last: HTTP 200 {"counter":6}\n')
+    assert terminal.check_line(check, terminal.ASCII_MARKS) == '[ok] MID061 allowed: 5/5; last: HTTP 200 {"counter":6}'
+
+
 def test_a_check_line_is_redacted():
     line = terminal.check_line(result("MID002", False, f"Authorization: Bearer {TOKEN}"), terminal.UNICODE_MARKS)
     assert TOKEN not in line
