@@ -13,7 +13,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -234,6 +234,9 @@ def _interrupted_exit(what: str) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     state = None
+    live = sys.stderr.isatty() and not args.verbose
+    if live:  # the live stage lines replace Prefect's console log lines; the run's logs in Prefect stay whole
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
     with _until_interrupted():
         with collector_paused():
             from meshid.kube import load_kubeconfig
@@ -247,9 +250,10 @@ def _run(args: argparse.Namespace) -> int:
             server = _background_server()
             from flows.foreground import foreground
             from flows.guide import guide
+            from meshid.terminal import live_stages
 
         json_path = args.json_report or str(Path(tempfile.mkdtemp(prefix="meshid-")) / "report.json")
-        with foreground(server):
+        with foreground(server), live_stages(sys.stderr) if live else nullcontext():
             state = guide(params=params, json_report=json_path, junit_report=args.junit, return_state=True)
     report = json.loads(Path(json_path).read_text()) if state and Path(json_path).is_file() else None
     if report is None:
@@ -373,6 +377,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                      help="spire-server.persistence.type (default pvc: a claim, which needs a default StorageClass)")
     run.add_argument("--json-report", help="write the JSON report here")
     run.add_argument("--junit", help="write JUnit XML (one testcase per stage) here")
+    run.add_argument("--verbose", action="store_true", help="on a terminal, Prefect's log lines instead of a live "
+                     "line per running stage (not on a terminal, the log lines are always written)")
     run.set_defaults(func=_run)
 
 

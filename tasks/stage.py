@@ -75,12 +75,14 @@ def stage_task(name: str, body: StageBody) -> Task:
         ctx.stage_attempts[name] = attempt
         logger = get_run_logger()
         logger.info("stage %s, attempt %d", name, attempt)
+        terminal.stage_started(name, attempt)
         try:
             result = run_stage(name, body, ctx, attempt=attempt, started_at=started)
         except Exception as exc:
             logger.warning("stage %s attempt %d: transient error, %s", name, attempt, exc)
             raise
         publish(ctx, result)
+        terminal.stage_ended(result)
         shown = terminal.marks(sys.stderr)  # Prefect's console handler writes to stderr
         for check in result.checks:
             (logger.info if not check.failed else logger.warning)("%s", terminal.check_line(check, shown))

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import io
+import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from meshid import terminal
 from meshid.checks import CATALOGUE, result
+from meshid.results import StageResult
 
 TOKEN = "s3cr3tT0kenValue"
+T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 
 
 class Stream(io.StringIO):
@@ -97,3 +101,21 @@ def test_a_table_on_an_ascii_stream_has_ascii_borders():
     terminal.print_table(["STAGE", "OUTCOME"], [["preflight", "passed"]], out)
     out.getvalue().encode("ascii")
     assert out.getvalue().splitlines()[0].split() == ["STAGE", "|", "OUTCOME"]
+
+
+def _stage(name, *checks, error=None):
+    return StageResult.from_checks(name, checks, started_at=T0, ended_at=T0 + timedelta(seconds=1.25), error=error)
+
+
+def test_live_stages_print_each_ended_stage_with_its_mark_and_report_to_nothing_outside():
+    terminal.stage_ended(_stage("preflight"))  # no display: nothing happens
+    out = Stream("utf-8", tty=True)
+    with terminal.live_stages(out):
+        for name in ("preflight", "install-spire", "register-spiffe-ids"):
+            terminal.stage_started(name, 1)
+        terminal.stage_ended(_stage("preflight", result("MID003", True, "same")))
+        terminal.stage_ended(_stage("register-spiffe-ids", result("MID031", False, "no className")))
+        terminal.stage_ended(_stage("install-spire", result("MID020", False, "not Ready")))
+    lines = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\r", "\n", out.getvalue()).splitlines()
+    assert "√ preflight 1.2 s" in lines and "‼ register-spiffe-ids 1.2 s" in lines
+    assert "× install-spire failed 1.2 s" in lines
