@@ -13,7 +13,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -70,22 +70,23 @@ def _sandbox_status(args: argparse.Namespace) -> int:
 
     rows = [{**info.to_json(), "running": info.running(), "owned_by": _owner(info.owner)}
             for info in lifecycle.status()]
-    _print_rows(rows, args.output, "no sandbox is up", {"name": 16, "running": 8, "nodes": 6, "api_url": 26,
-                                                       "chart_repo_url": 26, "owned_by": 0})
+    _print_rows(rows, args.output, "no sandbox is up", ("name", "running", "nodes", "api_url", "chart_repo_url",
+                                                       "owned_by"))
     return EXIT_OK
 
 
-def _print_rows(rows: list[dict], output: str, empty: str, columns: dict[str, int]) -> None:
-    """Rows as JSON, or as a table of `columns` (name: width; the last one unpadded)."""
+def _print_rows(rows: list[dict], output: str, empty: str, columns: Sequence[str]) -> None:
+    """Rows as JSON, or as a table of `columns` (`meshid.terminal.print_table`)."""
+    from meshid.terminal import print_table
+
     if output == "json":
         print(json.dumps(rows, indent=2))
     elif not rows:
         print(empty)
     else:
-        for line in [{c: c.upper() for c in columns}, *rows]:
-            cells = ["" if line[c] is None else str(line[c]).lower() if isinstance(line[c], bool) else str(line[c])
-                     for c in columns]
-            print(" ".join(f"{cell:<{width}}" for cell, width in zip(cells, columns.values())).rstrip())
+        print_table([c.upper() for c in columns],
+                    [[str(row[c]).lower() if isinstance(row[c], bool) else row[c] for c in columns] for row in rows],
+                    sys.stdout)
 
 
 def _sandbox_traffic(args: argparse.Namespace) -> int:
@@ -237,6 +238,9 @@ def _interrupted_exit(what: str) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     state = None
+    live = sys.stderr.isatty() and not args.verbose
+    if live:  # the live stage lines replace Prefect's console log lines; the run's logs in Prefect stay whole
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
     with _until_interrupted():
         with collector_paused():
             from meshid.kube import load_kubeconfig
@@ -250,9 +254,10 @@ def _run(args: argparse.Namespace) -> int:
             server = _background_server()
             from flows.foreground import foreground
             from flows.guide import guide
+            from meshid.terminal import live_stages
 
         json_path = args.json_report or str(Path(tempfile.mkdtemp(prefix="meshid-")) / "report.json")
-        with foreground(server):
+        with foreground(server), live_stages(sys.stderr) if live else nullcontext():
             state = guide(params=params, json_report=json_path, junit_report=args.junit, return_state=True)
     report = json.loads(Path(json_path).read_text()) if state and Path(json_path).is_file() else None
     if report is None:
@@ -260,11 +265,7 @@ def _run(args: argparse.Namespace) -> int:
             return _interrupted_exit("the run")
         print(f"meshid: the run crashed before it wrote a report: {state.message}", file=sys.stderr)
         return EXIT_FAILED
-    print(f"{'STAGE':<32} {'OUTCOME':<11} {'SECONDS':>8} {'TRIES':>5}  CODES")
-    for stage in report["stages"]:
-        codes = ",".join(c["code"] for c in stage["checks"] if c["outcome"] == "failed")
-        print(f"{stage['name']:<32} {stage['outcome']:<11} {stage['duration_s']:>8.1f} {stage['attempts']:>5}  "
-              f"{codes}")
+    _print_run(report)
     if report["outcome"] == "interrupted":
         stopped = ", ".join(report["interrupted_stages"])
         print(f"run {report['run_id']} interrupted by {report['signal']} at {stopped}; "
@@ -274,10 +275,30 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_OK if state.is_completed() and report["outcome"] in ("passed", "unchanged") else EXIT_FAILED
 
 
+def _print_run(report: dict) -> None:
+    """A run's report for people: each stage's checks as marked lines (hints under warned and failed ones), then the
+    table of stages."""
+    from meshid.results import CheckResult
+    from meshid.terminal import check_line, marks, print_table
+
+    shown = marks(sys.stdout)
+    for stage in report["stages"]:
+        if stage["checks"]:
+            print(stage["name"])
+            for check in stage["checks"]:
+                print(check_line(CheckResult.model_validate(check), shown))
+            print()
+    print_table(["STAGE", "OUTCOME", "SECONDS", "TRIES", "CODES"],
+                [[s["name"], s["outcome"], round(s["duration_s"], 1), s["attempts"],
+                  ",".join(c["code"] for c in s["checks"] if c["outcome"] == "failed")] for s in report["stages"]],
+                sys.stdout)
+
+
 def _check(args: argparse.Namespace) -> int:
     from meshid import checks, health
     from meshid.kube import Cluster
     from meshid.models import parse_params
+    from meshid.terminal import check_line, marks
 
     if args.list:
         print(checks.doc())
@@ -298,16 +319,14 @@ def _check(args: argparse.Namespace) -> int:
                           "checks": [{"group": g, **r.model_dump(mode="json")} for g, rs in groups for r in rs]},
                          indent=2))
     else:
+        shown = marks(sys.stdout)
         for group, rs in groups:
             print(group)
             print("-" * len(group))
             for r in rs:
-                mark = "√" if not r.failed else ("‼" if not r.blocking else "×")
-                print(f"{mark} {r.code} {r.message}")
-                if r.failed and r.hint:
-                    print(f"    hint: {r.hint}")
+                print(check_line(r, shown))
             print()
-        print(f"Status check results are {'×' if blocking else '√'}")
+        print(f"Status check results are {shown['failed' if blocking else 'passed']}")
     return EXIT_FAILED if blocking else EXIT_OK
 
 
@@ -362,6 +381,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                      help="spire-server.persistence.type (default pvc: a claim, which needs a default StorageClass)")
     run.add_argument("--json-report", help="write the JSON report here")
     run.add_argument("--junit", help="write JUnit XML (one testcase per stage) here")
+    run.add_argument("--verbose", action="store_true", help="on a terminal, Prefect's log lines instead of a live "
+                     "line per running stage (not on a terminal, the log lines are always written)")
     run.set_defaults(func=_run)
 
 
@@ -424,12 +445,12 @@ def _fleet(args: argparse.Namespace) -> int:
             return _interrupted_exit("the fleet run")
         print(f"meshid: the fleet run crashed before it wrote a report: {state.message}", file=sys.stderr)
         return EXIT_FAILED
+    from meshid.terminal import print_table
+
     report = json.loads(Path(json_path).read_text())
-    print(f"{'TARGET':<20} {'TRUST DOMAIN':<32} {'OUTCOME':<11} {'SECONDS':>8}  {'FAILED STAGE':<32} {'WORKER':<16} "
-          "CODES")
-    for r in report["results"]:
-        print(f"{r['target']:<20} {r['trust_domain']:<32} {r['outcome']:<11} {r['duration_s']:>8.1f}  "
-              f"{r['failed_stage'] or '':<32} {r['worker'] or '-':<16} {','.join(r['codes'])}")
+    print_table(["TARGET", "TRUST DOMAIN", "OUTCOME", "SECONDS", "FAILED STAGE", "WORKER", "CODES"],
+                [[r["target"], r["trust_domain"], r["outcome"], round(r["duration_s"], 1), r["failed_stage"] or "",
+                  r["worker"] or "-", ",".join(r["codes"])] for r in report["results"]], sys.stdout)
     print(f"fleet {report['mode']} {report['outcome']}" + (f", halted: {report['halted']}" if report["halted"] else ""))
     if report["outcome"] == "interrupted":
         for r in report["results"]:
@@ -477,8 +498,7 @@ def _runs(args: argparse.Namespace) -> int:
     rows = [{"run_id": r.run_id, "target": r.target, "provider": r.provider, "cluster": r.cluster,
              "state": r.state().value, "stage": r.stage, "started_at": r.started_at.isoformat(timespec="seconds"),
              "cleanup": r.summary} for r in (ledger.run for ledger in recovery.runs(runs_dir))]
-    _print_rows(rows, args.output, f"no runs under {runs_dir}", {"run_id": 56, "state": 12, "provider": 9,
-                                                                "stage": 32, "cleanup": 0})
+    _print_rows(rows, args.output, f"no runs under {runs_dir}", ("run_id", "state", "provider", "stage", "cleanup"))
     return EXIT_OK
 
 

@@ -6,6 +6,7 @@ the UI and the flow still gets every check; a transient error that outlives the 
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
 
 from prefect import Task, get_run_logger, task
@@ -14,7 +15,7 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.runtime import task_run as current_task_run
 from prefect.states import State
 
-from meshid import reports
+from meshid import reports, terminal
 from meshid.errors import MeshidError, is_transient
 from meshid.results import Outcome, StageResult
 from meshid.stages.context import RunContext, slug
@@ -83,15 +84,17 @@ def stage_task(name: str, body: StageBody) -> Task:
         ctx.stage_attempts[name] = attempt
         logger = get_run_logger()
         logger.info("stage %s, attempt %d", name, attempt)
+        terminal.stage_started(name, attempt)
         try:
             result = run_stage(name, body, ctx, attempt=attempt, started_at=started)
         except Exception as exc:
             logger.warning("stage %s attempt %d: transient error, %s", name, attempt, exc)
             raise
         publish(ctx, result)
+        terminal.stage_ended(result)
+        shown = terminal.marks(sys.stderr)  # Prefect's console handler writes to stderr
         for check in result.checks:
-            (logger.info if not check.failed else logger.warning)("%s %s %s: %s", check.code, check.severity.value,
-                                                                  check.outcome.value, check.message)
+            (logger.info if not check.failed else logger.warning)("%s", terminal.check_line(check, shown))
         if result.outcome in (Outcome.FAILED, Outcome.INTERRUPTED):
             raise StageFailed(result)
         return result

@@ -10,6 +10,7 @@ import uuid
 from flows.guide import guide
 from meshid.kube import Cluster
 from meshid.models import parse_params
+from meshid.terminal import one_line
 from sandbox import lifecycle
 
 
@@ -40,6 +41,12 @@ def test_check_passes_on_a_configured_cluster_and_fails_with_a_hint_when_identit
         mid040 = [c for c in report["checks"] if c["code"] == "MID040"]
         assert code == 1 and report["outcome"] == "failed"
         assert mid040[0]["outcome"] == "failed" and mid040[0]["hint"]
+        table = subprocess.run([sys.executable, "-m", "meshid.cli", "check", "--kubeconfig", str(info.kubeconfig)],
+                               capture_output=True, text=True, timeout=120)
+        lines = table.stdout.splitlines()
+        at = lines.index(f"× MID040 {one_line(mid040[0]['message'])}")
+        assert lines[at + 1] == f"    hint: {mid040[0]['hint']}" and lines[-1] == "Status check results are ×"
+        assert f"√ MID010 {one_line(next(c for c in report['checks'] if c['code'] == 'MID010')['message'])}" in lines
     finally:
         lifecycle.down(info.name)
 

@@ -127,7 +127,12 @@ def test_breaker_through_the_cli_stops_after_k_infrastructure_failures(clusters,
     assert second["outcome"] == "skipped"
     assert second["reason"].startswith("circuit breaker open after 1 infrastructure failures (down-1/")
     out = capsys.readouterr().out
-    assert "down-1" in out and "preflight" in out and "fleet validate failed" in out
+    rows = {cells[0]: cells for cells in (line.split() for line in out.splitlines()) if cells[:1] in (["down-1"],
+                                                                                                ["down-2"])}
+    assert rows["down-1"][1:3] == [TD, "failed"] and rows["down-1"][4] == "preflight", out  # TARGET .. FAILED STAGE
+    assert rows["down-2"][1:3] == [TD, "skipped"], out
+    assert out.splitlines()[0].split() == ["TARGET", "TRUST", "DOMAIN", "OUTCOME", "SECONDS", "FAILED", "STAGE",
+                                           "WORKER", "CODES"] and "fleet validate failed" in out
     events = _events({"meshid.target.failed", "meshid.target.skipped"})
     assert {e.event: e.resource.id for e in events} == {
         "meshid.target.failed": f"meshid.target.down-1.{TD}", "meshid.target.skipped": f"meshid.target.down-2.{TD}"}
