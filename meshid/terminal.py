@@ -57,8 +57,8 @@ def check_line(check: CheckResult, shown: dict[str, str]) -> str:
 
 def print_table(header: Sequence[str], rows: Sequence[Sequence[Any]], stream: TextIO) -> None:
     """A table on `stream`: as wide as the terminal on a TTY (long cells fold inside their column, none is cut),
-    unwrapped and without colour when not a TTY; numeric columns are right-aligned. rich draws ASCII borders itself when the stream's encoding is not
-    UTF (`Box.substitute`, rich/box.py)."""
+    unwrapped and without colour when not a TTY; numeric columns are right-aligned. rich draws ASCII borders itself
+    when the stream's encoding is not UTF (`Box.substitute`, rich/box.py)."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
