@@ -115,10 +115,12 @@ def _sandbox_faults(args: argparse.Namespace) -> int:
 def prefect_defaults() -> None:
     """Prefect settings meshid needs unless the user set them, before Prefect is imported (it reads them then): no
     analytics (Prefect's SDK asks its server whether analytics are on, and falls back to this setting,
-    prefect/_internal/analytics/service.py); the library's loggers (`meshid.*`) among Prefect's extra loggers, whose
-    records emitted inside a run go to that run's logs (the import's logging set-up gives them the API handler,
-    prefect/logging/configuration.py)."""
+    prefect/_internal/analytics/service.py), and no SDK telemetry (on a terminal, Prefect's import prints a notice
+    and queues onboarding events unless DO_NOT_TRACK is set, prefect/_internal/analytics/__init__.py); the library's
+    loggers (`meshid.*`) among Prefect's extra loggers, whose records emitted inside a run go to that run's logs (the
+    import's logging set-up gives them the API handler, prefect/logging/configuration.py)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", LIBRARY_LOGGER)
 
 
