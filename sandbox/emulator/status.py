@@ -3,13 +3,14 @@
 Kong Mesh creates the `default` Mesh when its control plane starts; while it is ready it rewrites MeshIdentity
 conditions every tick (no status subresource) and generates a MeshService per Service of a mesh-enabled namespace
 when the Mesh's meshServices mode is not Disabled, with `spec.identities`. SPIRE (while spire-server is ready)
-reconciles ClusterSPIFFEIDs into entries and `status.stats`; agents hand SVIDs to pods. The data plane view is
-rebuilt after every tick and, between ticks, every `kuma.XDS_REFRESH_S` (`refresh`): permissions as they are then,
-identities as of the last tick (a proxy gets one only once its MeshIdentity was found Ready).
+reconciles ClusterSPIFFEIDs into entries and `status.stats`; agents hand SVIDs to pods. Then the data plane view is
+rebuilt from what both know this tick. Between ticks, every `kuma.XDS_REFRESH_S`, the view takes the
+MeshTrafficPermissions as they are then (`refresh`): proxies, identities and SVIDs change only on a tick.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 
@@ -125,7 +126,7 @@ class Reconciler:
         self._entries: dict[str, list[spire.Entry]] = {}
         self._issued: dict[str, set[str]] = {}
         self._started: set[str] = set()  # control-plane pods that already ran their start-up
-        self._ready: frozenset[tuple[str, str]] = frozenset()  # MeshIdentities found Ready at the last tick
+        self._view: world.View | None = None  # as of the last tick (None: the control plane was not ready)
         self._crash_loop = faults.PodFaults(writer, faults.crash_status, every_tick=True)
         self._spire_down = faults.PodFaults(writer, faults.not_ready_status, every_tick=False)
 
@@ -140,20 +141,23 @@ class Reconciler:
             self._guarded("spire-server fault", lambda: self._spire_down.tick(
                 spire.server_pods(self._store, spire_conf), conf.spire_server_not_ready))
             self._guarded("SPIRE", lambda: self._spire(spire_conf))
+        view = None
         if cp is not None and cp.ready and not conf.control_plane_crash_loop:
-            self._ready = frozenset(self._ready_identities())
+            ready = self._ready_identities()
             self._guarded("MeshIdentity status", self._write_identities)
-            self._guarded("MeshServices", lambda: self._mesh_services(self._ready))
-        self.refresh(now)
+            self._guarded("MeshServices", lambda: self._mesh_services(frozenset(ready)))
+            view = world.build(self._store, cp.namespace, world.Identities(frozenset(ready), self._issued))
+        self._view = view
+        self.converger.offer(view, now, conf.convergence_delay_s)
 
     def refresh(self, now: float) -> None:
-        """Regenerate the data plane view, as the control plane's xDS server does between status ticks: nothing new
-        while the control plane is not ready."""
+        """Between ticks: the last tick's view with the permissions as they are now, as Kong Mesh's xDS server
+        regenerates each proxy's configuration (nothing new while the control plane is not ready)."""
         conf = self._config.current
         cp = kuma.control_plane(self._store)
         view = None
-        if cp is not None and cp.ready and not conf.control_plane_crash_loop:
-            view = world.build(self._store, cp.namespace, world.Identities(self._ready, self._issued))
+        if self._view is not None and cp is not None and cp.ready and not conf.control_plane_crash_loop:
+            view = dataclasses.replace(self._view, permissions=world.permissions(self._store, cp.namespace))
         self.converger.offer(view, now, conf.convergence_delay_s)
 
     @staticmethod

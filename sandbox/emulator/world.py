@@ -1,4 +1,4 @@
-"""The data plane's view of the mesh: every proxy's certificate and every MeshTrafficPermission, as of a tick.
+"""The data plane's view of the mesh: every proxy's certificate as of a tick, and every MeshTrafficPermission.
 
 A proxy gets its MeshIdentity only when the identity selecting it is Ready, its pod carries the SPIRE socket volume
 (else the control plane logs "dataplane doesn't have spire socket mounted, please redeploy your Pod" and the proxy
@@ -90,8 +90,12 @@ def build(store: st.Store, system_namespace: str, known: Identities) -> View:
     """The view of every running pod and every MeshTrafficPermission."""
     proxies = {p["metadata"]["uid"]: proxy(store, p, known) for p in store.list(st.PODS)
                if not p["metadata"].get("deletionTimestamp") and p["spec"].get("nodeName")}
-    permissions = tuple(Permission.parse(m, system_namespace) for m in store.list(st.MESH_TRAFFIC_PERMISSIONS))
-    return View(proxies=proxies, permissions=permissions)
+    return View(proxies=proxies, permissions=permissions(store, system_namespace))
+
+
+def permissions(store: st.Store, system_namespace: str) -> tuple[Permission, ...]:
+    """Every MeshTrafficPermission, as the proxies enforce it."""
+    return tuple(Permission.parse(m, system_namespace) for m in store.list(st.MESH_TRAFFIC_PERMISSIONS))
 
 
 class Converger:
