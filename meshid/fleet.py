@@ -30,7 +30,7 @@ from meshid.models import CleanupPolicy, GuideParams, ProviderName, RunMode, Tar
 from meshid.redact import redact
 from meshid.reports import markdown_table
 from meshid.results import SUCCESS, CheckResult, Outcome, RunReport, StageResult, TargetRef
-from meshid.stages.context import slug
+from meshid.naming import slug
 
 CANARY_LABEL, CANARY_VALUE = "wave", "canary"
 INFRA_CODES = frozenset({"MID001", "MID002", "MID082"})  # tools missing, cluster unreachable, run lost
