@@ -38,7 +38,9 @@ from prefect.states import Cancelled, Cancelling
 from flows.target import RESULT_KEY, fleet_target
 from meshid import interrupt
 from meshid.errors import InputError
-from meshid.fleet import LOCAL_WORKER, Dispatch, FleetSpec, Job, TargetResult
+from meshid.fleet.results import LOCAL_WORKER, TargetResult
+from meshid.fleet.scheduling import Job
+from meshid.fleet.spec import Dispatch, FleetSpec
 from meshid.results import Outcome, RunReport
 from meshid.stages.runner import describe
 

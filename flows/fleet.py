@@ -35,14 +35,18 @@ from flows import dispatch
 from flows.cleanup_hooks import finish_cleanup
 from flows.guide import STOP_POLL_S
 from meshid import interrupt, reports
-from meshid.fleet import (FLEET_LIMIT, CircuitBreaker, FleetMode, FleetReport, FleetSpec, Job, RolloutState, Scheduler,
-                          TargetResult, fleet_dir, jobs, plan_waves, wave_check)
+from meshid.fleet.results import FleetReport, TargetResult
+from meshid.fleet.rollout_state import RolloutState, fleet_dir
+from meshid.fleet.scheduling import CircuitBreaker, Job, Scheduler, jobs
+from meshid.fleet.spec import FleetMode, FleetSpec
+from meshid.fleet.waves import plan_waves, wave_check
 from meshid.results import SUCCESS, Outcome
 from meshid.settings import load_settings
 from meshid.stages.runner import describe
 from tasks import artifact_sink
 
 APPROVAL_POLL_S = 5
+FLEET_LIMIT = "meshid-fleet"  # global concurrency limit: targets all fleet runs together work on (deployments.setup)
 
 OnResult = Callable[[TargetResult], None]
 Submit = Callable[[Job], PrefectFuture]  # starts a job's fleet-job task

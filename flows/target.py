@@ -3,7 +3,7 @@ process (dispatch local) or a run of the `fleet-target` deployment on a Prefect 
 
 Everything that needs the cluster or its kubeconfig happens here, on the machine that runs the target: the
 kubeconfig is read (file or Secret block), the cluster's lock is named after the API server it points at
-(`meshid.fleet.lock_name`) and held (a strict global concurrency limit of 1, created when missing), the target's
+(`meshid.fleet.clusters.lock_name`) and held (a strict global concurrency limit of 1, created when missing), the target's
 unfinished earlier runs on this machine are recovered first when the fleet asks (the deployed validation), then the
 guide runs (rolled back where a rollout fails), or the plan.
 
@@ -37,7 +37,9 @@ from prefect.utilities.annotations import quote
 from flows.cleanup_hooks import finish_cleanup
 from flows.guide import end_state, kubeconfig_from_block, resolve, run_guide, start_run
 from meshid import __version__, interrupt, recovery, reports
-from meshid.fleet import LOCAL_WORKER, FleetMode, TargetResult, lock_name
+from meshid.fleet.clusters import lock_name
+from meshid.fleet.results import LOCAL_WORKER, TargetResult
+from meshid.fleet.spec import FleetMode
 from meshid.models import GuideParams
 from meshid.results import Outcome, RunReport, TargetRef
 from meshid.runrecord import Cleanup
