@@ -239,7 +239,7 @@ def _run(args: argparse.Namespace) -> int:
     state = None
     with _until_interrupted():
         with collector_paused():
-            from meshid.kube import load_kubeconfig
+            from meshid.kubeconfig import load_kubeconfig
             from meshid.models import parse_params
             from meshid.settings import load_settings
 

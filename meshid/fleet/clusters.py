@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING
 
-from meshid.kube import api_server, api_server_of, load_kubeconfig
+from meshid.kubeconfig import api_server, api_server_of, load_kubeconfig
 from meshid.models import Target
 from meshid.naming import slug
 

@@ -14,7 +14,8 @@ from typing import Any
 from meshid import tools
 from meshid.errors import InputError
 from meshid.helm import Helm, Release, covers, set_values
-from meshid.kube import Cluster, api_server
+from meshid.kube import Cluster
+from meshid.kubeconfig import api_server
 from meshid.ledger import FILE, AppliedObject, AppliedRelease, Ledger
 from meshid.manifests import RUN_ID_ANNOTATION, stamp
 from meshid.models import ChartSource, GuideParams, ProviderName
