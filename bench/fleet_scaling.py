@@ -76,7 +76,7 @@ def run_fleet(size: int, concurrency: int, prefix: str) -> tuple[float, str]:
     """One validate fleet of `size` fresh sandbox targets: (wall seconds, outcome message)."""
     from flows.fleet import fleet
     from flows.foreground import foreground
-    from meshid.fleet import parse_fleet
+    from meshid.fleet.spec import parse_fleet
 
     spec = parse_fleet({"mode": "validate", "concurrency": concurrency, "trust_domains": ["default.default.mesh.local"],
                         "targets": [{"name": f"{prefix}-{size}-{i}", "provider": "sandbox"} for i in range(size)]})

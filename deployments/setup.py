@@ -33,7 +33,7 @@ from prefect.events.schemas.automations import AutomationCore, EventTrigger, Pos
 from prefect.exceptions import ObjectNotFound
 from prefect.workers.process import ProcessWorker
 
-from meshid.fleet import FLEET_LIMIT
+from flows.fleet import FLEET_LIMIT
 
 POOL = "meshid"
 FLEET_LIMIT_SLOTS = 4

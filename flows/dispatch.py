@@ -35,10 +35,13 @@ from prefect.logging import get_run_logger
 from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
 from prefect.states import Cancelled, Cancelling
 
+from flows.futures import value_or_why
 from flows.target import RESULT_KEY, fleet_target
 from meshid import interrupt
 from meshid.errors import InputError
-from meshid.fleet import LOCAL_WORKER, Dispatch, FleetSpec, Job, TargetResult
+from meshid.fleet.results import LOCAL_WORKER, TargetResult
+from meshid.fleet.scheduling import Job
+from meshid.fleet.spec import Dispatch, FleetSpec
 from meshid.results import Outcome, RunReport
 from meshid.stages.runner import describe
 
@@ -66,11 +69,10 @@ def run_job(job: Job, spec: FleetSpec, fleet_run_id: str, recover_first: bool) -
 
 def _run_here(job: Job, parameters: dict[str, Any]) -> TargetResult:
     state = fleet_target(**parameters, return_state=True)
-    value = state.result(raise_on_failure=False)
+    value = value_or_why(state, TargetResult)
     if isinstance(value, TargetResult):
         return value
-    why = describe(value) if isinstance(value, BaseException) else str(state.message)
-    return TargetResult.lost(job, f"its run ended {state.name} without a report: {why}",
+    return TargetResult.lost(job, f"its run ended {state.name} without a report: {value}",
                              str(state.state_details.flow_run_id), LOCAL_WORKER)
 
 

@@ -14,7 +14,6 @@ target's run.
 
 from __future__ import annotations
 
-import concurrent.futures
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,16 +32,20 @@ from pydantic import Field
 
 from flows import dispatch
 from flows.cleanup_hooks import finish_cleanup
+from flows.futures import first_done, value_or_why
 from flows.guide import STOP_POLL_S
 from meshid import interrupt, reports
-from meshid.fleet import (FLEET_LIMIT, CircuitBreaker, FleetMode, FleetReport, FleetSpec, Job, RolloutState, Scheduler,
-                          TargetResult, fleet_dir, jobs, plan_waves, wave_check)
+from meshid.fleet.results import FleetReport, TargetResult
+from meshid.fleet.rollout_state import RolloutState, fleet_dir
+from meshid.fleet.scheduling import CircuitBreaker, Job, Scheduler, jobs
+from meshid.fleet.spec import FleetMode, FleetSpec
+from meshid.fleet.waves import plan_waves, wave_check
 from meshid.results import SUCCESS, Outcome
 from meshid.settings import load_settings
-from meshid.stages.runner import describe
 from tasks import artifact_sink
 
 APPROVAL_POLL_S = 5
+FLEET_LIMIT = "meshid-fleet"  # global concurrency limit: targets all fleet runs together work on (deployments.setup)
 
 OnResult = Callable[[TargetResult], None]
 Submit = Callable[[Job], PrefectFuture]  # starts a job's fleet-job task
@@ -60,30 +63,27 @@ def run_job(job: Job, spec: FleetSpec, fleet_run_id: str, recover_first: bool) -
 
 
 def _job_result(future: PrefectFuture, job: Job) -> TargetResult:
-    value = future.result(raise_on_failure=False)
+    value = value_or_why(future, TargetResult)
     if isinstance(value, TargetResult):
         return value
-    why = describe(value) if isinstance(value, BaseException) else str(future.state.message)
-    return TargetResult.not_run(job, Outcome.FAILED, why)  # e.g. no fleet-wide slot within lock_timeout_s
+    return TargetResult.not_run(job, Outcome.FAILED, value)  # e.g. no fleet-wide slot within lock_timeout_s
 
 
 def run_jobs(submit: Submit, scheduler: Scheduler, on_result: OnResult) -> list[TargetResult]:
     """Run the scheduler's jobs to the end (every future resolved); skipped results for those never started."""
-    running: dict[concurrent.futures.Future, tuple[PrefectFuture, Job]] = {}
+    running: dict[str, PrefectFuture] = {}  # by job key
+    started: dict[str, Job] = {}
     results: list[TargetResult] = []
     while True:
         if interrupt.requested() and not scheduler.stopped:
             scheduler.stopped = f"not started: the fleet was {interrupt.Interrupted(interrupt.received())}"
         while (job := scheduler.start_next()) is not None:
-            future = submit(job)
-            running[future.wrapped_future] = (future, job)
+            running[job.key], started[job.key] = submit(job), job
         if not running:
             break
-        done, _ = concurrent.futures.wait(list(running), timeout=STOP_POLL_S,
-                                          return_when=concurrent.futures.FIRST_COMPLETED)
-        for wrapped in done:
-            future, job = running.pop(wrapped)
-            result = _job_result(future, job)
+        for key in first_done(running, STOP_POLL_S):
+            job = started.pop(key)
+            result = _job_result(running.pop(key), job)
             scheduler.finish(job, result)
             results.append(result)
             on_result(result)
@@ -116,7 +116,7 @@ def _approve(wave: int, names: list[str], timeout_s: int) -> str | None:
     return None if answer.approve else f"wave {wave} rejected" + (f": {answer.comment}" if answer.comment else "")
 
 
-def rollout(spec: FleetSpec, fleet_run_id: str, runs_dir: Path, submit: Submit, on_result: OnResult) -> FleetReport:
+def rollout(spec: FleetSpec, fleet_run_id: str, runs_dir: Path, submit: Submit, on_result: OnResult) -> RolloutState:
     """Waves in order, each within its failure threshold; halt, skip the rest, and keep the state for a resume."""
     logger = get_run_logger()
     waves = plan_waves(spec)
@@ -162,8 +162,7 @@ def rollout(spec: FleetSpec, fleet_run_id: str, runs_dir: Path, submit: Submit, 
         state.checks.append(check)
         state.halted = scheduler.stopped or (None if not check.failed else check.message)
         state.save(runs_dir)
-    return FleetReport(fleet_run_id=fleet_run_id, mode=spec.mode, results=state.results, checks=state.checks,
-                       halted=state.halted)
+    return state
 
 
 def _bake(seconds: float) -> None:
@@ -243,16 +242,16 @@ def _run_fleet(spec: FleetSpec, json_report: str | None, junit_report: str | Non
                                                "recover_first": recover_first})
 
             if rolling:
-                report = rollout(spec, fleet_run_id, runs_dir, submit, announce)
+                state = rollout(spec, fleet_run_id, runs_dir, submit, announce)
+                results, checks, halted = state.results, state.checks, state.halted
             else:
                 scheduler = Scheduler(order, spec.concurrency, spec.fail_fast, CircuitBreaker(spec.circuit_breaker))
-                results = run_jobs(submit, scheduler, announce)
-                report = FleetReport(fleet_run_id=fleet_run_id, mode=spec.mode, results=results,
-                                     halted=scheduler.stopped)
-        signum = interrupt.received()
-        report = report.model_copy(update={"interrupted": interrupt.signal_name(signum) if signum else None})
+                results, checks, halted = run_jobs(submit, scheduler, announce), [], scheduler.stopped
         rank = {job.key: i for i, job in enumerate(order)}
-        report = report.model_copy(update={"results": sorted(report.results, key=lambda r: rank[r.key])})
+        signum = interrupt.received()
+        report = FleetReport(fleet_run_id=fleet_run_id, mode=spec.mode, checks=checks, halted=halted,
+                             results=sorted(results, key=lambda r: rank[r.key]),
+                             interrupted=interrupt.signal_name(signum) if signum else None)
         _publish(report, runs_dir, json_report, junit_report)
         # deployed validations (the nightly) feed the trend; an interrupted night says nothing about the mesh
         if deployment.id and spec.mode is FleetMode.VALIDATE and report.outcome is not Outcome.INTERRUPTED:

@@ -8,9 +8,9 @@ cleanup from the ledger if the run could not (`flows.cleanup_hooks`).
 
 from __future__ import annotations
 
-import concurrent.futures
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture
@@ -20,6 +20,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
 from flows.cleanup_hooks import finish_cleanup
+from flows.futures import first_done, value_or_why
 from meshid import __version__, diagnostics, interrupt, reports
 from meshid.models import GuideParams, RunMode
 from meshid.results import Outcome, RunReport, StageResult, TargetRef
@@ -53,15 +54,13 @@ DIAGNOSTIC_KINDS = [("kuma.io/v1alpha1", "Mesh"), ("kuma.io/v1alpha1", "MeshIden
 
 def resolve(name: str, future: PrefectFuture, ctx: RunContext) -> StageResult:
     """The stage's result, also when its task failed (checks failed, or a transient error outlived retries)."""
-    value = future.result(raise_on_failure=False)
+    value = value_or_why(future, (StageResult, StageFailed))
     if isinstance(value, StageResult):
         return value
     if isinstance(value, StageFailed):
         return value.result
-    exc = value
-    error = describe(exc) if isinstance(exc, BaseException) else str(future.state.message)
     return StageResult.from_checks(name, [], started_at=ctx.stage_started.get(name, datetime.now(UTC)),
-                                   attempts=ctx.stage_attempts.get(name, 1), error=error)
+                                   attempts=ctx.stage_attempts.get(name, 1), error=value)
 
 
 def kubeconfig_from_block(params: GuideParams) -> str | None:
@@ -99,13 +98,9 @@ def run_stages(ctx: RunContext, on_done) -> dict[str, StageResult]:
                 del pending[name]
         if not running:
             continue
-        concurrent.futures.wait([f.wrapped_future for f in running.values()], timeout=STOP_POLL_S,
-                                return_when=concurrent.futures.FIRST_COMPLETED)
-        for name, fut in list(running.items()):
-            if fut.wrapped_future.done():
-                results[name] = resolve(name, fut, ctx)
-                del running[name]
-                on_done(results)
+        for name in first_done(running, STOP_POLL_S):
+            results[name] = resolve(name, running.pop(name), ctx)
+            on_done(results)
     return results
 
 
@@ -151,21 +146,28 @@ def run_guide(ctx: RunContext) -> RunReport:
     if ctx.params.mode is RunMode.ROLLOUT and (ctx.run_failed or ctx.interrupted) and ctx.ledger.entries:
         stages.append(resolve(ROLLBACK, rollback.submit(quote(ctx)), ctx))  # nothing half-applied stays
     signum = interrupt.received()
-    report = RunReport.build(run_id=ctx.run_id, target=TargetRef(name=ctx.params.target.name,
-                                                                   provider=ctx.params.target.provider.value),
-                             trust_domain=ctx.params.trust_domain, stages=stages,
-                             versions={"meshid": __version__, **ctx.versions}, started_at=started,
-                             diagnostics_dir=diag_dir, signal=interrupt.signal_name(signum) if signum else None,
-                             interrupted_stages=interrupted_stages(stages) if signum else (),
-                             fixtures=(ctx.params.namespaces.probe,))
-    ctx.ledger.update_run(outcome=report.outcome.value, stage=report.stopped_at or report.failed_stage,
-                          signal=report.signal)
-    reports.write_json(report, ctx.run_dir / "report.json")
+    report = run_report(ctx, stages, started, diagnostics_dir=diag_dir,
+                        signal=interrupt.signal_name(signum) if signum else None,
+                        interrupted_stages=interrupted_stages(stages) if signum else ())
     reports.write_junit([report], ctx.run_dir / "junit.xml")
     artifact_sink.markdown(artifact_key(ctx, "summary"), reports.run_summary_markdown(report),
                            f"{ctx.run_id}: {report.outcome.value}")
     artifact_sink.table(artifact_key(ctx, "stages"), reports.summary_rows(report), f"stages of {ctx.run_id}")
     publish_run(ctx, stages)
+    return report
+
+
+def run_report(ctx: RunContext, stages: list[StageResult], started: datetime, **interruption: Any) -> RunReport:
+    """The run's report (`interruption`: RunReport.build's diagnostics_dir, signal, interrupted_stages), its
+    outcome in the run's ledger, and `report.json` in the run dir."""
+    target = ctx.params.target
+    report = RunReport.build(run_id=ctx.run_id, target=TargetRef(name=target.name, provider=target.provider.value),
+                             trust_domain=ctx.params.trust_domain, stages=stages,
+                             versions={"meshid": __version__, **ctx.versions}, started_at=started,
+                             fixtures=(ctx.params.namespaces.probe,), **interruption)
+    ctx.ledger.update_run(outcome=report.outcome.value, stage=report.stopped_at or report.failed_stage,
+                          signal=report.signal)
+    reports.write_json(report, ctx.run_dir / "report.json")
     return report
 
 

@@ -3,7 +3,7 @@ process (dispatch local) or a run of the `fleet-target` deployment on a Prefect 
 
 Everything that needs the cluster or its kubeconfig happens here, on the machine that runs the target: the
 kubeconfig is read (file or Secret block), the cluster's lock is named after the API server it points at
-(`meshid.fleet.lock_name`) and held (a strict global concurrency limit of 1, created when missing), the target's
+(`meshid.fleet.clusters.lock_name`) and held (a strict global concurrency limit of 1, created when missing), the target's
 unfinished earlier runs on this machine are recovered first when the fleet asks (the deployed validation), then the
 guide runs (rolled back where a rollout fails), or the plan.
 
@@ -35,11 +35,13 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
 from flows.cleanup_hooks import finish_cleanup
-from flows.guide import end_state, kubeconfig_from_block, resolve, run_guide, start_run
-from meshid import __version__, interrupt, recovery, reports
-from meshid.fleet import LOCAL_WORKER, FleetMode, TargetResult, lock_name
+from flows.guide import end_state, kubeconfig_from_block, resolve, run_guide, run_report, start_run
+from meshid import interrupt, recovery
+from meshid.fleet.clusters import lock_name
+from meshid.fleet.results import LOCAL_WORKER, TargetResult
+from meshid.fleet.spec import FleetMode
 from meshid.models import GuideParams
-from meshid.results import Outcome, RunReport, TargetRef
+from meshid.results import Outcome, RunReport
 from meshid.runrecord import Cleanup
 from meshid.settings import load_settings
 from meshid.stages.context import RunContext
@@ -102,14 +104,8 @@ def _target_report(ctx: RunContext, mode: FleetMode) -> RunReport:
     if mode is FleetMode.PLAN:
         started = datetime.now(UTC)
         stage = resolve("plan", plan.submit(quote(ctx)), ctx)
-        target = ctx.params.target
-        report = RunReport.build(run_id=ctx.run_id, target=TargetRef(name=target.name, provider=target.provider.value),
-                                 trust_domain=ctx.params.trust_domain, stages=[stage],
-                                 versions={"meshid": __version__, **ctx.versions}, started_at=started,
-                                 fixtures=(ctx.params.namespaces.probe,))
-        reports.write_json(report, ctx.run_dir / "report.json")
+        report = run_report(ctx, [stage], started)
         publish_run(ctx, [stage])
-        ctx.ledger.update_run(outcome=report.outcome.value, stage=report.failed_stage)
         recovery.finish(ctx.ledger, Cleanup.DONE, "run", "nothing to clean up: a plan changes nothing")
         return report
     return run_guide(ctx)  # a rollout that fails is rolled back there

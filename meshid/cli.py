@@ -245,7 +245,7 @@ def _run(args: argparse.Namespace) -> int:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
     with _until_interrupted():
         with collector_paused():
-            from meshid.kube import load_kubeconfig
+            from meshid.kubeconfig import load_kubeconfig
             from meshid.models import parse_params
             from meshid.settings import load_settings
 
@@ -421,7 +421,9 @@ def _fleet(args: argparse.Namespace) -> int:
     state = None
     with _until_interrupted():
         with collector_paused():
-            from meshid.fleet import Dispatch, RolloutState, check_kubeconfigs, load_fleet_file
+            from meshid.fleet.clusters import check_kubeconfigs
+            from meshid.fleet.rollout_state import RolloutState
+            from meshid.fleet.spec import Dispatch, load_fleet_file
             from meshid.settings import load_settings
 
             # bad input stops here, before any cluster is touched

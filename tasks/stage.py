@@ -17,8 +17,9 @@ from prefect.states import State
 
 from meshid import reports, terminal
 from meshid.errors import MeshidError, is_transient
+from meshid.naming import slug
 from meshid.results import Outcome, StageResult
-from meshid.stages.context import RunContext, slug
+from meshid.stages.context import RunContext
 from meshid.stages.runner import StageBody, run_stage
 from tasks import artifact_sink
 

@@ -11,7 +11,8 @@ from typing import Any
 import yaml
 
 from meshid.errors import InputError
-from meshid.kube import Cluster, load_kubeconfig
+from meshid.kube import Cluster
+from meshid.kubeconfig import load_kubeconfig
 from meshid.models import ProviderName, Target
 from meshid.providers.base import Check, ClusterHandle, Provider
 from meshid.redact import register_secret

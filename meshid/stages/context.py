@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -15,10 +14,12 @@ from typing import Any
 from meshid import tools
 from meshid.errors import InputError
 from meshid.helm import Helm, Release, covers, set_values
-from meshid.kube import Cluster, api_server
+from meshid.kube import Cluster
+from meshid.kubeconfig import api_server
 from meshid.ledger import FILE, AppliedObject, AppliedRelease, Ledger
 from meshid.manifests import RUN_ID_ANNOTATION, stamp
 from meshid.models import ChartSource, GuideParams, ProviderName
+from meshid.naming import slug
 from meshid.providers import ClusterHandle, Provider, provider_for
 from meshid.runrecord import RunRecord, Writer
 from meshid.settings import MeshidSettings
@@ -28,11 +29,6 @@ from meshid.stages.output import StageOutput
 APPLY_WORKERS = 4  # concurrent apply requests of one apply_all
 CRD_API = "apiextensions.k8s.io/v1"
 RUN_ENV = "MESHID_RUN_ID"  # on the run's helm subprocesses: recovery ends those a dead run left running
-
-
-def slug(text: str) -> str:
-    """Lowercase letters, digits and '-' only (Prefect artifact keys, file names)."""
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
 def new_run_id(params: GuideParams) -> str:

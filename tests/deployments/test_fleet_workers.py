@@ -25,7 +25,9 @@ from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFi
 from deployments import stack
 from deployments.setup import ZOMBIE_AFTER
 from flows.dispatch import never_started
-from meshid.fleet import FLEET_LIMIT, lock_name, parse_fleet
+from flows.fleet import FLEET_LIMIT
+from meshid.fleet.clusters import lock_name
+from meshid.fleet.spec import parse_fleet
 from meshid.ledger import FILE, Ledger
 from meshid.runrecord import RunState
 from sandbox import lifecycle

@@ -17,7 +17,8 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, Fl
 
 from flows.fleet import fleet
 from meshid.cli import main
-from meshid.fleet import lock_name, parse_fleet
+from meshid.fleet.clusters import lock_name
+from meshid.fleet.spec import parse_fleet
 from meshid.kube import Cluster
 from sandbox import lifecycle
 from tests.conftest import require_private_netns

@@ -18,7 +18,7 @@ import pytest
 
 from flows.fleet import fleet
 from meshid.errors import ExternalCallError
-from meshid.fleet import parse_fleet
+from meshid.fleet.spec import parse_fleet
 from meshid.kube import Cluster
 from meshid.manifests import DEMO_IMAGE
 from meshid.probes import counter_probe

@@ -12,9 +12,12 @@ import yaml
 
 from meshid import checks, reports
 from meshid.errors import InputError
-from meshid.fleet import (CircuitBreaker, FleetMode, FleetReport, RolloutState, Scheduler, TargetResult,
-                          allowed_failures, check_kubeconfigs, infrastructure_failure, jobs, load_fleet_file,
-                          lock_name, parse_fleet, plan_waves, wave_check)
+from meshid.fleet.clusters import check_kubeconfigs, lock_name
+from meshid.fleet.results import FleetReport, TargetResult, infrastructure_failure
+from meshid.fleet.rollout_state import RolloutState
+from meshid.fleet.scheduling import CircuitBreaker, Scheduler, jobs
+from meshid.fleet.spec import FleetMode, load_fleet_file, parse_fleet
+from meshid.fleet.waves import allowed_failures, plan_waves, wave_check
 from meshid.models import CleanupPolicy, Target
 from meshid.results import Outcome, RunReport, StageResult, TargetRef
 
