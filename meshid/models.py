@@ -159,10 +159,6 @@ class Charts(_Model):
             )
         return source
 
-    def repo_for(self, source: ChartSource) -> str:
-        """The repository to install `source` from: the mirror if set, else the chart's own repo."""
-        return self.mirror or source.repo
-
 
 class Namespaces(_Model):
     """Namespaces and the SPIRE release name the guide uses."""

@@ -176,12 +176,6 @@ def _render(tokens: list[Token], values: Mapping[str, str], labels: Mapping[str,
     return "".join(out)
 
 
-def lint_template(template: str, allowed_vars: Collection[str], field: str) -> str:
-    """Return `template` if it only uses `allowed_vars` and `label "key"`, else raise InputError naming `field`."""
-    _parse(template, allowed_vars, field)
-    return template
-
-
 def render_path(
     template: str,
     namespace: str,

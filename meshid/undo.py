@@ -5,9 +5,18 @@ Used by cleanup on existing clusters and by fleet rollouts to roll a cluster bac
 run are left as they are. An uninstall also deletes the release's hook objects still there (an interrupted install
 leaves them: helm deletes hooks only when they finish, per their `helm.sh/hook-delete-policy`). Every deletion is
 then waited for, so what is still there when undo returns is named.
+
+A deleted CRD goes once kube-apiserver's CRD finalizer has removed its instances (apiextensions-apiserver 0.36,
+pkg/controller/finalizer/crd_finalizer.go). Its first try fails when nobody has listed the instances yet (their
+storage is still initializing: `InstanceDeletionFailed`); when its retry then meets a conflict it returns without
+error, and it ignores changes to the Terminating condition alone, so it waits for the informer's resync, 5 minutes
+(operator-framework/operator-controller#1437 saw the same). Any other change to the CRD requeues it, so undo stamps
+an annotation on a CRD whose finalizer last failed.
 """
 
 from __future__ import annotations
+
+import time
 
 from meshid.errors import ExternalCallError, WaitTimeout
 from meshid.helm import Helm
@@ -16,6 +25,9 @@ from meshid.ledger import AppliedObject, AppliedRelease, Entry, Ledger
 from meshid.stages.output import StageOutput
 
 CRD_API = "apiextensions.k8s.io/v1"
+FINALIZER_FAILED = ("InstanceDeletionFailed", "InstanceDeletionCheck")  # the Terminating reasons of a failed try
+REQUEUE_ANNOTATION = "meshid.io/requeue-crd-finalizer"
+REQUEUE_AFTER_S = 3.0  # how long a CRD may stay with a failed finalizer try before undo requeues the finalizer
 
 
 def undo(cluster: Cluster, helm: Helm, ledger: Ledger, timeout_s: float, out: StageOutput) -> list[str]:
@@ -95,7 +107,52 @@ def _delete_left_hook(cluster: Cluster, hook: dict, release_namespace: str, out:
 
 
 def _wait_gone(cluster: Cluster, entry: AppliedObject, timeout_s: float) -> None:
-    wait_gone(cluster, entry.api_version, entry.kind, entry.name, entry.namespace, timeout_s)
+    if entry.api_version == CRD_API and entry.kind == "CustomResourceDefinition":
+        _wait_crd_gone(cluster, entry.name, timeout_s)
+    else:
+        wait_gone(cluster, entry.api_version, entry.kind, entry.name, entry.namespace, timeout_s)
+
+
+def _wait_crd_gone(cluster: Cluster, name: str, timeout_s: float) -> None:
+    """wait_gone for a CRD, requeuing the API server's CRD finalizer whenever its last try failed."""
+    deadline, seen = time.monotonic() + timeout_s, {}
+
+    def gone(objs: list[dict]) -> tuple[bool, str]:
+        seen["crd"] = objs[0] if objs else None
+        return not objs, terminating(objs[0]) if objs else "gone"
+
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            cluster.wait(f"CustomResourceDefinition {name} to be deleted", CRD_API, "CustomResourceDefinition", gone,
+                         min(remaining, REQUEUE_AFTER_S), field_selector=f"metadata.name={name}")
+            return
+        except WaitTimeout as exc:
+            if remaining <= REQUEUE_AFTER_S:
+                raise WaitTimeout(exc.waited_for, exc.last_seen, timeout_s) from None
+        if finalizer_failed(seen.get("crd")):
+            try:
+                cluster.patch(CRD_API, "CustomResourceDefinition", name,
+                              {"metadata": {"annotations": {REQUEUE_ANNOTATION: f"{time.time():.0f}"}}})
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+
+
+def terminating(crd: dict) -> str:
+    """A CRD's Terminating condition in one line, e.g. `Terminating: InstanceDeletionFailed (could not list ...)`."""
+    cond = next((c for c in (crd.get("status") or {}).get("conditions") or [] if c.get("type") == "Terminating"), None)
+    if cond is None:
+        return "1 left, not terminating yet"
+    return f"Terminating={cond.get('status')}: {cond.get('reason')} ({cond.get('message', '')})"
+
+
+def finalizer_failed(crd: dict | None) -> bool:
+    """Whether a deleted CRD's last finalizer try failed (and the finalizer may not try again by itself)."""
+    if not crd or not crd["metadata"].get("deletionTimestamp"):
+        return False
+    return any(c.get("type") == "Terminating" and c.get("reason") in FINALIZER_FAILED
+               for c in (crd.get("status") or {}).get("conditions") or [])
 
 
 def wait_gone(cluster: Cluster, api_version: str, kind: str, name: str, namespace: str | None,

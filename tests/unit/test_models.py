@@ -107,14 +107,6 @@ def test_cluster_defaults_to_name_and_follows_it():
     assert Target(name="zone-a", cluster="profile-1").resolved_cluster == "profile-1"
 
 
-def test_mirror_replaces_every_repo():
-    charts = Charts(mirror="http://127.0.0.1:8879/charts")
-    assert {charts.repo_for(s) for s in (charts.kong_mesh, charts.spire_crds, charts.spire)} == {
-        "http://127.0.0.1:8879/charts"
-    }
-    assert Charts().repo_for(Charts().spire) == "https://spiffe.github.io/helm-charts-hardened/"
-
-
 def test_kong_mesh_patch_versions_are_accepted():
     charts = Charts(kong_mesh={"repo": "https://k", "chart": "kong-mesh", "version": "2.12.14"})
     assert charts.kong_mesh.version == "2.12.14"

@@ -9,10 +9,7 @@ from meshid.spiffe import (
     DEFAULT_PATH_TEMPLATE,
     DEFAULT_TRUST_DOMAIN,
     DEFAULT_TRUST_DOMAIN_TEMPLATE,
-    PATH_VARS,
-    TRUST_DOMAIN_VARS,
     lint_path_template,
-    lint_template,
     parse_spiffe_id,
     render_path,
     render_trust_domain,
@@ -102,7 +99,7 @@ def test_render_path_must_start_with_slash():
 
 def test_lint_names_the_bad_variable_and_lists_allowed_ones():
     with pytest.raises(InputError) as info:
-        lint_template("/ns/{{ .Namespce }}/sa/{{ .ServiceAccount }}", PATH_VARS, "identity_path")
+        lint_path_template("/ns/{{ .Namespce }}/sa/{{ .ServiceAccount }}")
     exc = info.value
     assert exc.field == "identity_path"
     assert exc.problem == (
@@ -113,7 +110,7 @@ def test_lint_names_the_bad_variable_and_lists_allowed_ones():
 
 def test_lint_rejects_path_variables_in_trust_domain_templates():
     with pytest.raises(InputError, match=r"unknown variable \.Namespace; allowed: \.Mesh, \.Zone"):
-        lint_template("{{ .Namespace }}.mesh.local", TRUST_DOMAIN_VARS, "trust_domain")
+        render_trust_domain("{{ .Namespace }}.mesh.local", "default", "default")
 
 
 @pytest.mark.parametrize(
@@ -132,13 +129,13 @@ def test_lint_rejects_path_variables_in_trust_domain_templates():
 )
 def test_lint_rejects(template, problem):
     with pytest.raises(InputError) as info:
-        lint_template(template, PATH_VARS, "identity_path")
+        lint_path_template(template)
     assert problem in info.value.problem
 
 
 def test_lint_accepts_valid_templates():
     for template in (DEFAULT_PATH_TEMPLATE, '/w/{{ label "app" }}', "/static/path", "/{{- .Namespace -}}"):
-        assert lint_template(template, PATH_VARS, "identity_path") == template
+        assert lint_path_template(template) == template
 
 
 @pytest.mark.parametrize(
