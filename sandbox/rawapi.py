@@ -1,8 +1,8 @@
 """Kubernetes API requests by REST path through an official-client ApiClient, objects as plain dicts.
 
 The sandbox's processes (the emulator, and the start's node wait) read and write a handful of kinds. The client's
-typed API classes would cost them more than their work: importing `CoreV1Api` alone takes 0.65 s of CPU (some
-thousand pydantic-validated methods), once in every emulator of every sandbox. The ApiClient still brings the
+typed API classes would cost them more than their work: importing `CoreV1Api` alone loads some thousand
+generated methods, once in every emulator of every sandbox. The ApiClient still brings the
 kubeconfig's address, TLS and credentials; errors are the client's `ApiException`, with the HTTP status.
 """
 
