@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from meshid.redact import redact
-from meshid.results import CheckResult, HttpExchange, Outcome, RunReport, StageResult
+from meshid.results import HttpExchange, Outcome, RunReport, StageResult
+from meshid.terminal import ASCII_MARKS, check_line
 
 _XML_INVALID = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
@@ -33,11 +34,6 @@ def _word(outcome: Outcome) -> str:
 
 def _stage_word(stage: StageResult) -> str:
     return "passed (flaky)" if stage.flaky else _word(stage.outcome)
-
-
-def _check_line(check: CheckResult) -> str:
-    hint = f"\n  hint: {check.hint}" if check.hint else ""
-    return f"{check.code} [{check.severity}] {check.message}{hint}"
 
 
 def _http_line(http: HttpExchange) -> str:
@@ -72,7 +68,7 @@ def _testcase(stage: StageResult, classname: str) -> ET.Element:
             message, kind = f"{', '.join(c.code for c in blocking)}: {blocking[0].message}", blocking[0].code
         else:
             message, kind = stage.error or "stage failed", "error"
-        lines = [_check_line(c) for c in blocking]
+        lines = [check_line(c, ASCII_MARKS) for c in blocking]
         lines += [f"error: {stage.error}"] if stage.error else []
         lines += [f"{_http_line(stage.http)}\n{stage.http.body}"] if stage.http else []
         failure = ET.SubElement(case, "failure", message=_x(message), type=kind)
@@ -81,7 +77,7 @@ def _testcase(stage: StageResult, classname: str) -> ET.Element:
         ET.SubElement(case, "skipped", {"message": _x(stage.error)} if stage.error else {})
     elif stage.outcome is Outcome.INTERRUPTED:  # not the stage's fault: an error, not a failure
         ET.SubElement(case, "error", message=_x(stage.error or "interrupted"), type="interrupted")
-    out = [f"warning: {_check_line(c)}" for c in stage.warnings]
+    out = [check_line(c, ASCII_MARKS) for c in stage.warnings]
     out += [f"flaky: passed after {stage.attempts} attempts"] if stage.flaky else []
     if out:
         ET.SubElement(case, "system-out").text = _x("\n".join(out))

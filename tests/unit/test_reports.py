@@ -94,6 +94,7 @@ def test_junit_failure_names_codes_and_escapes_text(run):
     failure = deny.find("failure")
     assert failure.get("message") == 'MID060: HTTP 200 <ok> & "fine"\ufffd'
     assert failure.get("type") == "MID060"
+    assert failure.text.startswith("[FAIL] MID060 HTTP 200")
     assert "hint:" in failure.text and "HTTP 200" in failure.text and "MID061" not in failure.text
 
 
@@ -101,7 +102,7 @@ def test_junit_reports_warnings_and_flakiness_in_system_out(run):
     root = ET.fromstring(reports.junit_xml([run]))
     preflight = root.find(".//testcase[@name='preflight']")
     restart = root.find(".//testcase[@name='restart']")
-    assert "warning: MID006 [warn] old MTP found" in preflight.findtext("system-out")
+    assert "[warn] MID006 old MTP found" in preflight.findtext("system-out")
     assert restart.findtext("system-out") == "flaky: passed after 3 attempts"
     assert root.find(".//testcase[@name='deny']").find("system-out") is None
 
