@@ -35,7 +35,7 @@ $(VENV)/.installed: pyproject.toml
 # is set Python never caches them either: every meshid command compiled them again (0.1 s). This writes the missing
 # and stale ones; a source edited later is simply compiled in memory again until the next `make install`.
 bytecode: $(VENV)/.installed
-	$(BIN)/python -m compileall -q meshid flows tasks sandbox bench >/dev/null
+	$(BIN)/python -m compileall -q meshid cli flows tasks sandbox bench >/dev/null
 
 sandbox-build:
 	bash sandbox/build.sh >/dev/null

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from meshid.cli import prefect_defaults
+from cli.flow_start import prefect_defaults
 
 prefect_defaults()  # as `meshid run` does, before Prefect is imported (by the test modules), which reads them then
 

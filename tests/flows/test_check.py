@@ -15,7 +15,7 @@ from sandbox import lifecycle
 
 
 def _check(kubeconfig) -> tuple[int, dict]:
-    done = subprocess.run([sys.executable, "-m", "meshid.cli", "check", "--kubeconfig", str(kubeconfig), "-o", "json"],
+    done = subprocess.run([sys.executable, "-m", "cli", "check", "--kubeconfig", str(kubeconfig), "-o", "json"],
                           capture_output=True, text=True, timeout=120)
     return done.returncode, json.loads(done.stdout)
 
@@ -41,7 +41,7 @@ def test_check_passes_on_a_configured_cluster_and_fails_with_a_hint_when_identit
         mid040 = [c for c in report["checks"] if c["code"] == "MID040"]
         assert code == 1 and report["outcome"] == "failed"
         assert mid040[0]["outcome"] == "failed" and mid040[0]["hint"]
-        table = subprocess.run([sys.executable, "-m", "meshid.cli", "check", "--kubeconfig", str(info.kubeconfig)],
+        table = subprocess.run([sys.executable, "-m", "cli", "check", "--kubeconfig", str(info.kubeconfig)],
                                capture_output=True, text=True, timeout=120)
         lines = table.stdout.splitlines()
         at = lines.index(f"× MID040 {one_line(mid040[0]['message'])}")

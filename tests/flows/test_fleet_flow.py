@@ -16,7 +16,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowFilter, FlowFilterName
 
 from flows.fleet import fleet
-from meshid.cli import main
+from cli.main import main
 from meshid.fleet.clusters import lock_name
 from meshid.fleet.spec import parse_fleet
 from meshid.kube import Cluster

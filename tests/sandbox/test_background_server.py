@@ -28,7 +28,7 @@ import pytest
 from meshid.prefectserver import BackgroundServer, State
 from tests.conftest import isolated_meshid_home, require_private_netns, wait_gone, working_in
 
-MESHID = [sys.executable, "-m", "meshid.cli"]
+MESHID = [sys.executable, "-m", "cli"]
 RUN_TIMEOUT_S = 600
 # A Prefect server's command line: `prefect server start` (meshid's background server, `python -m prefect ...`), or
 # uvicorn serving Prefect's app (the temporary server Prefect starts itself without an API URL,

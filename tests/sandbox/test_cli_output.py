@@ -24,7 +24,7 @@ from meshid.checks import CATALOGUE
 from meshid.terminal import one_line
 from tests.conftest import isolated_meshid_home, require_private_netns
 
-MESHID = [sys.executable, "-m", "meshid.cli"]
+MESHID = [sys.executable, "-m", "cli"]
 RUN_TIMEOUT_S = 600
 TABLE_HEADER = ["STAGE", "OUTCOME", "SECONDS", "TRIES", "CODES"]
 

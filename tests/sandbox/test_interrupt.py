@@ -37,7 +37,7 @@ from meshid.prefectserver import BackgroundServer, State
 from sandbox import lifecycle, processes
 from tests.conftest import isolated_meshid_home, require_private_netns
 
-MESHID = [sys.executable, "-m", "meshid.cli"]
+MESHID = [sys.executable, "-m", "cli"]
 STOP_DEADLINE_S = 60  # from the signal to the process's exit, cleanup included
 SLOW_TICK_S = 30
 # What the uvicorn of a temporary Prefect server serves (`SubprocessASGIServer` in prefect/server/api/server.py), the

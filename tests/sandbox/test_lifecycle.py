@@ -13,7 +13,7 @@ import pytest
 from sandbox import lifecycle, processes
 from sandbox.errors import InvalidName, PortInUse, SandboxExists, ToolchainMissing, UnknownSandbox
 
-MESHID = [sys.executable, "-m", "meshid.cli"]
+MESHID = [sys.executable, "-m", "cli"]
 
 
 def _meshid(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

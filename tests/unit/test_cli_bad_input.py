@@ -37,7 +37,7 @@ def isolated(tmp_path):
 ])
 def test_bad_run_input_is_rejected_before_anything_starts(isolated, args, field, says):
     env, tmp_path, _ = isolated
-    done = subprocess.run([sys.executable, "-m", "meshid.cli", "run", *args], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "cli", "run", *args], capture_output=True, text=True,
                           timeout=60, env=env)
     assert done.returncode == 2
     assert done.stderr.startswith(f"meshid: {field}: ") and says in done.stderr and "Fix: " in done.stderr
@@ -48,7 +48,7 @@ def test_bad_run_input_is_rejected_before_anything_starts(isolated, args, field,
 
 def test_unknown_context_is_named_and_no_secret_leaks(isolated):
     env, tmp_path, kubeconfig = isolated
-    done = subprocess.run([sys.executable, "-m", "meshid.cli", "run", "--provider", "context", "--kubeconfig",
+    done = subprocess.run([sys.executable, "-m", "cli", "run", "--provider", "context", "--kubeconfig",
                            str(kubeconfig), "--context", "prod-eu-1"], capture_output=True, text=True, timeout=60,
                           env=env)
     assert done.returncode == 2
@@ -59,14 +59,14 @@ def test_unknown_context_is_named_and_no_secret_leaks(isolated):
 
 def test_unknown_provider_is_rejected_by_the_parser(isolated):
     env, _, _ = isolated
-    done = subprocess.run([sys.executable, "-m", "meshid.cli", "run", "--provider", "docker-desktop"],
+    done = subprocess.run([sys.executable, "-m", "cli", "run", "--provider", "docker-desktop"],
                           capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 2 and "invalid choice: 'docker-desktop'" in done.stderr
 
 
 def test_bad_setting_names_the_environment_variable(isolated):
     env, _, _ = isolated
-    done = subprocess.run([sys.executable, "-m", "meshid.cli", "run"], capture_output=True, text=True, timeout=60,
+    done = subprocess.run([sys.executable, "-m", "cli", "run"], capture_output=True, text=True, timeout=60,
                           env={**env, "MESHID_TRUST_DOMAIN": "Bad.Example"})
     assert done.returncode == 2 and done.stderr.startswith("meshid: MESHID_TRUST_DOMAIN: ")
 
@@ -78,7 +78,7 @@ def _fleet(env, tmp_path, *extra: str, api_url: str | None = None) -> subprocess
     env = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
     if api_url:
         env["PREFECT_API_URL"] = api_url
-    return subprocess.run([sys.executable, "-m", "meshid.cli", "fleet", "--fleet-file", str(fleet_file), *extra],
+    return subprocess.run([sys.executable, "-m", "cli", "fleet", "--fleet-file", str(fleet_file), *extra],
                           capture_output=True, text=True, timeout=120, env=env)
 
 

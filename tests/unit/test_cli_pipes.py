@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 
-from meshid.cli import main
+from cli.main import main
 
 
 def test_main_leaves_sigpipe_ignored():
@@ -16,7 +16,7 @@ def test_main_leaves_sigpipe_ignored():
 
 
 def test_a_reader_that_leaves_early_ends_the_command_without_a_traceback():
-    proc = subprocess.Popen([sys.executable, "-m", "meshid.cli", "check", "--list"], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "check", "--list"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     proc.stdout.close()  # gone before the command writes its first line
     _, err = proc.communicate(timeout=60)

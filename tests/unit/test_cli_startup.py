@@ -9,7 +9,7 @@ import sys
 import pytest
 from prefect._internal.analytics.ci_detection import CI_ENV_VARS
 
-from meshid.cli import collector_paused
+from cli.flow_start import collector_paused
 
 
 @pytest.fixture(autouse=True)
@@ -49,7 +49,7 @@ def _telemetry_after_defaults(**env: str) -> str:
     environment has no DO_NOT_TRACK and no CI marker (Prefect counts either as opted out) besides `env`."""
     clean = {k: v for k, v in os.environ.items()
              if k != "DO_NOT_TRACK" and k not in CI_ENV_VARS and not k.startswith("PREFECT_")}
-    code = ("from meshid.cli import prefect_defaults; prefect_defaults(); "
+    code = ("from cli.flow_start import prefect_defaults; prefect_defaults(); "
             "from prefect._internal.analytics.enabled import is_telemetry_enabled; print(is_telemetry_enabled())")
     return subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
                           timeout=120, check=True).stdout.strip()

@@ -122,7 +122,8 @@ def test_mode_given_on_the_command_line_replaces_the_files(tmp_path):
 
 
 def test_cli_rejects_a_bad_fleet_file_with_exit_2_before_any_run(tmp_path, capsys):
-    from meshid.cli import EXIT_BAD_INPUT, main
+    from cli.exits import EXIT_BAD_INPUT
+    from cli.main import main
 
     path = tmp_path / "fleet.yaml"
     path.write_text(MINIMUM.replace("prod.example.org", "prod.example.org:8443"))

@@ -141,7 +141,7 @@ def test_the_recover_command_names_the_runs_dir_unless_it_is_the_default():
 
 
 def _meshid(*args: str, env: dict | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "meshid.cli", *args], capture_output=True, text=True, timeout=60,
+    return subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True, timeout=60,
                           env={**os.environ, **(env or {})})
 
 

@@ -1,0 +1,5 @@
+"""`python -m cli`: the `meshid` command."""
+
+from cli.main import entry
+
+entry()
