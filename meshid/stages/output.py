@@ -20,10 +20,10 @@ class StageOutput:
     tables: dict[str, list[dict[str, str]]] = field(default_factory=dict)  # name -> rows, e.g. a rollout's impact
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def check(self, code: str, ok: bool, message: str) -> bool:
-        """Record the outcome of catalogue check `code`; return `ok`."""
+    def check(self, spec: checks.CheckSpec, ok: bool, message: str) -> bool:
+        """Record the outcome of catalogue check `spec`; return `ok`."""
         with self._lock:
-            self.checks.append(checks.result(code, ok, message))
+            self.checks.append(checks.result(spec, ok, message))
         return ok
 
     def touch(self, kind: str, namespace: str | None, name: str, action: str, detail: str = "") -> None:

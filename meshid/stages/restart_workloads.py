@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from meshid import checks
 from meshid.conditions import has_volume, live
 from meshid.identity import lists_identity
 from meshid.manifests import DEMO_WORKLOADS as DEPLOYMENTS
@@ -32,7 +33,7 @@ def run(ctx: RunContext, out: StageOutput) -> None:
         ctx.cluster.rollout_restart(ns, name)
         out.touch("Deployment", ns, name, "restarted")
     for name in restart:
-        if checked_wait(out, "MID050", lambda name=name: ctx.cluster.wait_rollout(ns, name, p.timeouts.wait_s),
+        if checked_wait(out, checks.MID050, lambda name=name: ctx.cluster.wait_rollout(ns, name, p.timeouts.wait_s),
                         lambda _, name=name: f"deployment {name} rolled out", lambda: held_by_csi(ctx)) is None:
             return
     pods, _ = ctx.cluster.list("v1", "Pod", ns, label_selector=f"app in ({','.join(DEPLOYMENTS)})")
@@ -42,12 +43,12 @@ def run(ctx: RunContext, out: StageOutput) -> None:
         out.touch("Pod", ns, pod["metadata"]["name"], "observed", f"{SOCKET_VOLUME}: {'yes' if ok else 'NO'}")
         if not ok:
             missing.append(pod["metadata"]["name"])
-    out.check("MID050", bool(pods) and not missing,
+    out.check(checks.MID050, bool(pods) and not missing,
               f"pods without {SOCKET_VOLUME}: {', '.join(missing)}" if missing else
               f"{len(live(pods))} restarted pods carry {SOCKET_VOLUME}")
 
     expected = p.workload_id()
-    checked_wait(out, "MID051", lambda: ctx.cluster.wait(
+    checked_wait(out, checks.MID051, lambda: ctx.cluster.wait(
         f"MeshService {ns}/{IDENTITY_SERVICE} listing {expected}", "kuma.io/v1alpha1", "MeshService",
         lambda services: lists_identity(services, IDENTITY_SERVICE, expected), p.timeouts.wait_s, namespace=ns),
         lambda _: f"MeshService {IDENTITY_SERVICE} lists {expected}")
