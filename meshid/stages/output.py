@@ -22,9 +22,13 @@ class StageOutput:
 
     def check(self, spec: checks.CheckSpec, ok: bool, message: str) -> bool:
         """Record the outcome of catalogue check `spec`; return `ok`."""
-        with self._lock:
-            self.checks.append(checks.result(spec, ok, message))
+        self.add(checks.result(spec, ok, message))
         return ok
+
+    def add(self, result: CheckResult) -> None:
+        """Record a check result evaluated elsewhere (by the same function `meshid check` calls)."""
+        with self._lock:
+            self.checks.append(result)
 
     def touch(self, kind: str, namespace: str | None, name: str, action: str, detail: str = "") -> None:
         """Record a resource, pod, release or SPIFFE ID the stage acted on or observed."""
