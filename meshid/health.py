@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from meshid import checks, identity, registration
-from meshid.conditions import conditions_text, daemonset_ready, has_volume, is_true, live, pods_ready
+from meshid.conditions import conditions_text, is_true, live, pods_ready
 from meshid.envoy_admin import inbound_handshakes, served_ids
 from meshid.errors import ExternalCallError
 from meshid.kube import Cluster
@@ -19,10 +19,11 @@ from meshid.manifests import DEMO_PORT, DEMO_WORKLOADS, MESH, SPIRE_INJECTION_EN
 from meshid.models import GuideParams
 from meshid.probes import body_json, counter_probe, denied, serving_pod
 from meshid.results import CheckResult
-from meshid.spire import CSI_DRIVER
+from meshid.stages.apply_mesh_identity import mesh_services_exclusive
 from meshid.stages.enable_injection import CONTROL_PLANE, injection_env
 from meshid.stages.install_kong_mesh import CONTROL_PLANE_SELECTOR
-from meshid.stages.restart_workloads import IDENTITY_SERVICE, SOCKET_VOLUME
+from meshid.stages.install_spire import node_components
+from meshid.stages.restart_workloads import IDENTITY_SERVICE, socket_volumes
 from meshid.storage import datastore_claimable
 
 KUMA = "kuma.io/v1alpha1"
@@ -34,26 +35,18 @@ def _control_plane(cluster: Cluster, p: GuideParams) -> list[CheckResult]:
     pods, _ = cluster.list("v1", "Pod", ns, label_selector=CONTROL_PLANE_SELECTOR)
     ok, seen = pods_ready()(pods)
     injection = injection_env(cluster.get("apps/v1", "Deployment", CONTROL_PLANE, ns) or {})
-    mesh = cluster.get(KUMA, "Mesh", MESH) or {}
-    mode = mesh.get("spec", {}).get("meshServices", {}).get("mode", "unset")
-    return [checks.result("MID010", ok, f"control plane in {ns}: {seen}"),
-            checks.result("MID022", injection == "true", f"{SPIRE_INJECTION_ENV}={injection}"),
-            checks.result("MID012", mode == "Exclusive", f"Mesh {MESH} meshServices.mode is {mode}")]
+    return [checks.result(checks.MID010, ok, f"control plane in {ns}: {seen}"),
+            checks.result(checks.MID022, injection == "true", f"{SPIRE_INJECTION_ENV}={injection}"),
+            mesh_services_exclusive(cluster.get(KUMA, "Mesh", MESH) or {})]
 
 
 def _spire(cluster: Cluster, p: GuideParams) -> list[CheckResult]:
     spire = p.spire
     server = cluster.get("v1", "Pod", spire.server_pod, spire.namespace)
     ok, seen = pods_ready()([server] if server else [])
-    results = [checks.result("MID020", ok, f"{spire.server_pod}: {seen}"),
-               checks.result("MID023", *datastore_claimable(cluster, spire, p.spire_persistence))]
-    for name in spire.node_daemonsets:
-        ds = cluster.get("apps/v1", "DaemonSet", name, spire.namespace)
-        ready, seen = daemonset_ready(ds) if ds else (False, "missing")
-        results.append(checks.result("MID021", ready, f"daemonset {name}: {seen}"))
-    driver = cluster.get("storage.k8s.io/v1", "CSIDriver", CSI_DRIVER)
-    results.append(checks.result("MID021", driver is not None, f"CSIDriver {CSI_DRIVER} "
-                                 + ("present" if driver else "missing")))
+    results = [checks.result(checks.MID020, ok, f"{spire.server_pod}: {seen}"),
+               checks.result(checks.MID023, *datastore_claimable(cluster, spire, p.spire_persistence))]
+    results += node_components(cluster, spire)
     crs, _ = cluster.list("spire.spiffe.io/v1alpha1", "ClusterSPIFFEID")
     ok, seen = registration.reconciled(crs, p)
     ignored = registration.ignored_guide_cr(crs, p)
@@ -61,29 +54,28 @@ def _spire(cluster: Cluster, p: GuideParams) -> list[CheckResult]:
         entries = registration.demo_entries(cluster, p, p.timeouts.http_s)
     except ExternalCallError as exc:
         entries = (False, str(exc))
-    return results + [checks.result("MID030", ok, seen),
-                      checks.result("MID031", ignored is None, ignored or "no ignored ClusterSPIFFEID"),
-                      checks.result("MID032", *entries)]
+    return results + [checks.result(checks.MID030, ok, seen),
+                      checks.result(checks.MID031, ignored is None, ignored or "no ignored ClusterSPIFFEID"),
+                      checks.result(checks.MID032, *entries)]
 
 
 def _identity(cluster: Cluster, p: GuideParams) -> list[CheckResult]:
     identities, _ = cluster.list(KUMA, "MeshIdentity", p.namespaces.control_plane)
     identities = live(identities)  # one being deleted no longer counts
     if not identities:
-        return [checks.result("MID040", False, f"no MeshIdentity in {p.namespaces.control_plane}")]
+        return [checks.result(checks.MID040, False, f"no MeshIdentity in {p.namespaces.control_plane}")]
     results = []
     for obj in identities:
         name = obj["metadata"]["name"]
-        results.append(checks.result("MID041", not identity.services_disabled(obj), f"MeshIdentity {name}: "
+        results.append(checks.result(checks.MID041, not identity.services_disabled(obj), f"MeshIdentity {name}: "
                                      + conditions_text(obj)))
-        results.append(checks.result("MID040", is_true(obj, "Ready"), f"MeshIdentity {name}: " + conditions_text(obj)))
+        results.append(checks.result(checks.MID040, is_true(obj, "Ready"),
+                                     f"MeshIdentity {name}: " + conditions_text(obj)))
     pods, _ = cluster.list("v1", "Pod", p.namespaces.demo, label_selector=f"app in ({','.join(DEMO_WORKLOADS)})")
-    missing = [q["metadata"]["name"] for q in live(pods) if not has_volume(q, SOCKET_VOLUME)]
-    results.append(checks.result("MID050", bool(pods) and not missing, f"pods without {SOCKET_VOLUME}: "
-                                 f"{', '.join(missing)}" if missing else f"demo pods carry {SOCKET_VOLUME}"))
+    results.append(socket_volumes(pods))
     services, _ = cluster.list(KUMA, "MeshService", p.namespaces.demo)
     ok, seen = identity.lists_identity(services, IDENTITY_SERVICE, p.workload_id())
-    return results + [checks.result("MID051", ok, seen)]
+    return results + [checks.result(checks.MID051, ok, seen)]
 
 
 def _behaviour(cluster: Cluster, p: GuideParams) -> list[CheckResult]:
@@ -93,7 +85,7 @@ def _behaviour(cluster: Cluster, p: GuideParams) -> list[CheckResult]:
         answer = probe.call("GET")
     seen = f"GET /api/counter: HTTP {answer.status} {answer.body[:160]}" if answer.status else f"no answer: {answer.error}"
     if not permitted:
-        return [checks.result("MID060", denied(answer), f"without MeshTrafficPermission {mtp['name']}: {seen}")]
+        return [checks.result(checks.MID060, denied(answer), f"without MeshTrafficPermission {mtp['name']}: {seen}")]
     served = answer.status == 200 and body_json(answer).get("zone") == ""  # GET reads; counter may be 0
     kv = serving_pod(cluster, p.namespaces.demo, IDENTITY_SERVICE)
     count = inbound_handshakes(cluster, p.namespaces.demo, kv, DEMO_PORT, p.timeouts.http_s)
@@ -101,9 +93,9 @@ def _behaviour(cluster: Cluster, p: GuideParams) -> list[CheckResult]:
            else f"kv pod {kv}: no sidecar, or no TLS stats on its inbound listener {DEMO_PORT}")
     ids = served_ids(cluster, p.namespaces.demo, kv, p.timeouts.http_s)
     certs = "no sidecar" if ids is None else ", ".join(ids) or "no certificate"
-    return [checks.result("MID061", served, f"with MeshTrafficPermission {mtp['name']}: {seen}"),
-            checks.result("MID063", bool(count), tls),
-            checks.result("MID065", bool(ids) and p.workload_id() in ids, f"kv pod {kv} serves: {certs}; "
+    return [checks.result(checks.MID061, served, f"with MeshTrafficPermission {mtp['name']}: {seen}"),
+            checks.result(checks.MID063, bool(count), tls),
+            checks.result(checks.MID065, bool(ids) and p.workload_id() in ids, f"kv pod {kv} serves: {certs}; "
                           f"expected {p.workload_id()}")]
 
 
@@ -122,5 +114,5 @@ def run_checks(cluster: Cluster, params: GuideParams) -> list[tuple[str, list[Ch
         try:
             out.append((group, check(cluster, params)))
         except ExternalCallError as exc:
-            out.append((group, [checks.result("MID002", False, f"{group}: {exc}")]))
+            out.append((group, [checks.result(checks.MID002, False, f"{group}: {exc}")]))
     return out

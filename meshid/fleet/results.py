@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from meshid import checks
 from meshid.fleet.spec import FleetMode
 from meshid.redact import redact
 from meshid.reports import markdown_table
@@ -17,7 +18,8 @@ from meshid.results import SUCCESS, CheckResult, Outcome, RunReport, StageResult
 if TYPE_CHECKING:
     from meshid.fleet.scheduling import Job
 
-INFRA_CODES = frozenset({"MID001", "MID002", "MID082"})  # tools missing, cluster unreachable, run lost
+# tools missing, cluster unreachable, run lost
+INFRA_CODES = frozenset({checks.MID001.code, checks.MID002.code, checks.MID082.code})
 LOCAL_WORKER = "local"  # the `worker` of a result the fleet's own process ran
 
 
@@ -87,7 +89,7 @@ class TargetResult(BaseModel):
         """A job whose run ended without a report (its process or worker died, or it never started): failed, an
         infrastructure failure (MID082, counted by the circuit breaker)."""
         return cls(target=job.target.name, trust_domain=job.trust_domain, outcome=Outcome.FAILED, wave=job.wave,
-                   codes=["MID082"], infrastructure=True, flow_run_id=flow_run_id, worker=worker, run_url=run_url,
+                   codes=[checks.MID082.code], infrastructure=True, flow_run_id=flow_run_id, worker=worker, run_url=run_url,
                    reason=why)
 
     def junit_report(self) -> RunReport:
@@ -115,7 +117,7 @@ def infrastructure_failure(report: RunReport) -> bool:
     found = [c for s in report.stages for c in s.checks]
     if any(c.code in INFRA_CODES and c.blocking for c in found):
         return True
-    reached = any(c.code == "MID002" and not c.failed for c in found)
+    reached = any(c.code == checks.MID002.code and not c.failed for c in found)
     failed = next(s for s in report.stages if s.name == report.failed_stage)
     return failed.error is not None and not reached
 

@@ -54,5 +54,5 @@ def wave_check(wave: int, results: Sequence[TargetResult], threshold: int | str)
     allowed = allowed_failures(threshold, len(results))
     name = "canary" if wave == 0 else f"wave {wave}"
     detail = f" ({', '.join(failed)})" if failed else ""
-    return checks.result("MID080", len(failed) <= allowed, f"{name}: {len(failed)} of {len(results)} failed"
+    return checks.result(checks.MID080, len(failed) <= allowed, f"{name}: {len(failed)} of {len(results)} failed"
                          f"{detail}, threshold {threshold} allows {allowed}")

@@ -7,7 +7,7 @@ that gives up while they are held there says so (MID014) instead of a bare timeo
 
 from __future__ import annotations
 
-from meshid import csi
+from meshid import checks, csi
 from meshid.kube import deployment_rolled_out
 from meshid.manifests import demo_objects, probe_objects
 from meshid.stages.context import RunContext
@@ -17,12 +17,12 @@ from meshid.stages.waits import checked_wait
 LEGACY_MTP = "kv"
 
 
-def held_by_csi(ctx: RunContext) -> tuple[str, str] | None:
+def held_by_csi(ctx: RunContext) -> tuple[checks.CheckSpec, str] | None:
     """MID014 and why, when the SPIFFE CSI driver holds the demo's or the probe's pods (for waits on them that gave
     up)."""
     p = ctx.params
     reasons = [r for ns in (p.namespaces.demo, p.namespaces.probe) if (r := csi.explain(ctx.cluster, ns, p.spire))]
-    return ("MID014", "; ".join(reasons)) if reasons else None
+    return (checks.MID014, "; ".join(reasons)) if reasons else None
 
 
 def _available(names: list[str]):  # noqa: ANN202 - a wait condition
@@ -42,7 +42,7 @@ def run(ctx: RunContext, out: StageOutput) -> None:
     ctx.apply_all(objects, out)
     for ns in (p.namespaces.demo, p.namespaces.probe):
         names = [o["metadata"]["name"] for o in objects if o["kind"] == "Deployment" and o["metadata"]["namespace"] == ns]
-        available = checked_wait(out, "MID011", lambda ns=ns, names=names: ctx.cluster.wait(
+        available = checked_wait(out, checks.MID011, lambda ns=ns, names=names: ctx.cluster.wait(
             f"deployments available in {ns}", "apps/v1", "Deployment", _available(names), p.timeouts.wait_s,
             namespace=ns), lambda _, ns=ns, names=names: f"deployments {', '.join(names)} available in {ns}",
             lambda: held_by_csi(ctx))
@@ -50,5 +50,5 @@ def run(ctx: RunContext, out: StageOutput) -> None:
             return
     ns = p.namespaces.demo
     legacy = ctx.cluster.get("kuma.io/v1alpha1", "MeshTrafficPermission", LEGACY_MTP, ns)
-    out.check("MID013", legacy is not None, f"legacy MeshTrafficPermission {ns}/{LEGACY_MTP} "
-                                            + ("present" if legacy else "missing"))
+    out.check(checks.MID013, legacy is not None, f"legacy MeshTrafficPermission {ns}/{LEGACY_MTP} "
+                                                 + ("present" if legacy else "missing"))

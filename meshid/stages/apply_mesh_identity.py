@@ -7,11 +7,13 @@ wait for SPIRE's CSI driver.
 
 from __future__ import annotations
 
-from meshid.conditions import condition, conditions_text, is_true, named
+from meshid import checks
+from meshid.conditions import Obj, condition, conditions_text, is_true, named
 from meshid.errors import WaitTimeout
 from meshid.kube import ApiError
 from meshid.identity import services_disabled, settled
 from meshid.manifests import MESH, demo_mesh, mesh_identity
+from meshid.results import CheckResult
 from meshid.stages.context import RunContext
 from meshid.stages.output import StageOutput
 
@@ -21,9 +23,7 @@ API = "kuma.io/v1alpha1"
 def run(ctx: RunContext, out: StageOutput) -> None:
     """Check the Mesh is Exclusive, apply the MeshIdentity, and report the conditions it reaches."""
     p = ctx.params
-    mesh = ctx.apply(demo_mesh(p), out)
-    mode = mesh.get("spec", {}).get("meshServices", {}).get("mode", "unset")
-    out.check("MID012", mode == "Exclusive", f"Mesh {MESH} meshServices.mode is {mode}")
+    out.add(mesh_services_exclusive(ctx.apply(demo_mesh(p), out)))
     wanted = mesh_identity(p)
     _narrow_selector(ctx, wanted)
     identity = ctx.apply(wanted, out)
@@ -32,15 +32,21 @@ def run(ctx: RunContext, out: StageOutput) -> None:
         obj = ctx.cluster.wait(f"MeshIdentity {ns}/{name} Ready=True", API, "MeshIdentity", named(name, settled),
                                p.timeouts.wait_s, namespace=ns, field_selector=f"metadata.name={name}")[0]
     except WaitTimeout as exc:
-        out.check("MID040", False, str(exc))
+        out.check(checks.MID040, False, str(exc))
         return
     text = conditions_text(obj)
     out.touch("MeshIdentity", ns, name, "observed", text)
     disabled = services_disabled(obj)
     deps = condition(obj, "DependenciesReady") or {}
-    out.check("MID041", not disabled, f"DependenciesReady=False (MeshServicesDisabled): {deps.get('message', '')}"
+    out.check(checks.MID041, not disabled, f"DependenciesReady=False (MeshServicesDisabled): {deps.get('message', '')}"
               if disabled else "mesh services enabled")
-    out.check("MID040", is_true(obj, "Ready"), f"MeshIdentity {ns}/{name}: {text}")
+    out.check(checks.MID040, is_true(obj, "Ready"), f"MeshIdentity {ns}/{name}: {text}")
+
+
+def mesh_services_exclusive(mesh: Obj) -> CheckResult:
+    """MID012 for the live Mesh `default` (empty when there is none): its meshServices.mode is Exclusive."""
+    mode = mesh.get("spec", {}).get("meshServices", {}).get("mode", "unset")
+    return checks.result(checks.MID012, mode == "Exclusive", f"Mesh {MESH} meshServices.mode is {mode}")
 
 
 def dropped_labels(ctx: RunContext, wanted: dict) -> dict[str, None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from meshid import checks
 from meshid.ledger import CreatedCluster
 from meshid.stages.context import RunContext
 from meshid.stages.output import StageOutput
@@ -17,4 +18,4 @@ def run(ctx: RunContext, out: StageOutput) -> None:
               f"provider {handle.provider}" + (f", context {handle.context}" if handle.context else ""))
     version = ctx.cluster.version()
     ctx.versions["kubernetes"] = version
-    out.check("MID002", True, f"the API answers: Kubernetes {version}")
+    out.check(checks.MID002, True, f"the API answers: Kubernetes {version}")

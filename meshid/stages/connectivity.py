@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from meshid import checks
 from meshid.envoy_admin import inbound_handshakes, served_ids
 from meshid.identity import permits
 from meshid.kube import ApiError
@@ -60,11 +61,11 @@ def before_permission(ctx: RunContext, out: StageOutput) -> None:
     """Without a permission, identity-based mTLS must deny: HTTP 500 "failed to retrieve zone"."""
     found = permitting(ctx)
     if found:  # every call would be allowed: say so now instead of calling for the whole window
-        out.check("MID060", False, f"not probed: MeshTrafficPermission {', '.join(found)} already lets "
-                                   f"{ctx.params.workload_id()} in, so no call can be denied")
+        out.check(checks.MID060, False, f"not probed: MeshTrafficPermission {', '.join(found)} already lets "
+                                        f"{ctx.params.workload_id()} in, so no call can be denied")
         return
     result = _probe(ctx, out, denied, DENIAL_STREAK)
-    out.check("MID060", result.met, "denied: " + _summary(result, DENIAL_STREAK))
+    out.check(checks.MID060, result.met, "denied: " + _summary(result, DENIAL_STREAK))
 
 
 def after_permission(ctx: RunContext, out: StageOutput) -> None:
@@ -75,13 +76,13 @@ def after_permission(ctx: RunContext, out: StageOutput) -> None:
     kv = serving_pod(ctx.cluster, p.namespaces.demo, IDENTITY_SERVICE)
     before = _handshakes(ctx, kv)
     result = _probe(ctx, out, allowed, n)
-    out.check("MID061", result.met, "allowed: " + _summary(result, n))
+    out.check(checks.MID061, result.met, "allowed: " + _summary(result, n))
     if result.met:
         late = result.elapsed_s > p.timeouts.connectivity_s / 2
-        out.check("MID062", not late, f"converged after {result.elapsed_s:.1f}s of a "
-                                      f"{p.timeouts.connectivity_s:.0f}s window")
+        out.check(checks.MID062, not late, f"converged after {result.elapsed_s:.1f}s of a "
+                                           f"{p.timeouts.connectivity_s:.0f}s window")
         after = _handshakes(ctx, kv)
-        out.check("MID063", bool(after), _handshake_summary(kv, before, after))
+        out.check(checks.MID063, bool(after), _handshake_summary(kv, before, after))
     check_served_identity(ctx, out, kv, p.timeouts.connectivity_s if result.met else 0)
     # after success a confirmation; after a failure, whether missing registrations explain it
     check_entries(ctx, out, timeout_s=CONFIRM_S)
@@ -99,7 +100,7 @@ def check_served_identity(ctx: RunContext, out: StageOutput, pod: str, wait_s: f
         seen = f"kv pod {pod} serves: {'no sidecar' if served is None else ', '.join(served) or 'no certificate'}"
         return bool(served) and wanted in served, seen, seen
 
-    checked_wait(out, "MID065", lambda: poll(f"kv's sidecar serving {wanted}", read, wait_s),
+    checked_wait(out, checks.MID065, lambda: poll(f"kv's sidecar serving {wanted}", read, wait_s),
                  lambda seen: f"{seen}, as expected")
 
 

@@ -7,6 +7,7 @@ The guide uses `kubectl set env`, which with helm 3 the next `helm upgrade` sile
 
 from __future__ import annotations
 
+from meshid import checks
 from meshid.manifests import SPIRE_INJECTION_ENV, injection_env_values
 from meshid.stages.context import RunContext
 from meshid.stages.install_kong_mesh import RELEASE
@@ -30,9 +31,9 @@ def run(ctx: RunContext, out: StageOutput) -> None:
     current = ctx.cluster.get("apps/v1", "Deployment", CONTROL_PLANE, ns) or {}
     if injection_env(current) != "true":
         ctx.install(p.charts.kong_mesh, RELEASE, ns, injection_env_values(p), out)
-    dep = checked_wait(out, "MID022", lambda: ctx.cluster.wait_rollout(ns, CONTROL_PLANE, p.timeouts.wait_s),
+    dep = checked_wait(out, checks.MID022, lambda: ctx.cluster.wait_rollout(ns, CONTROL_PLANE, p.timeouts.wait_s),
                        lambda _: f"deployment {ns}/{CONTROL_PLANE} rolled out")
     if dep is not None:
         value = injection_env(dep)
         out.touch("Deployment", ns, CONTROL_PLANE, "observed", f"{SPIRE_INJECTION_ENV}={value}")
-        out.check("MID022", value == "true", f"{SPIRE_INJECTION_ENV}={value} in deployment {ns}/{CONTROL_PLANE}")
+        out.check(checks.MID022, value == "true", f"{SPIRE_INJECTION_ENV}={value} in deployment {ns}/{CONTROL_PLANE}")

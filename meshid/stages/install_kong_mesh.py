@@ -5,6 +5,7 @@ The chart gets the SPIRE injection env from the start (see enable-injection), so
 
 from __future__ import annotations
 
+from meshid import checks
 from meshid.conditions import pods_ready
 from meshid.manifests import injection_env_values
 from meshid.stages.context import RunContext
@@ -22,7 +23,7 @@ def run(ctx: RunContext, out: StageOutput) -> None:
     ns = p.namespaces.control_plane
     ctx.install(p.charts.kong_mesh, RELEASE, ns, injection_env_values(p), out,  # one control-plane rollout
                 crd_group=KUMA_GROUP)
-    checked_wait(out, "MID010", lambda: ctx.cluster.wait(
+    checked_wait(out, checks.MID010, lambda: ctx.cluster.wait(
         f"control-plane pods ({CONTROL_PLANE_SELECTOR}) Ready in {ns}", "v1", "Pod", pods_ready(), p.timeouts.wait_s,
         namespace=ns, label_selector=CONTROL_PLANE_SELECTOR),
         lambda pods: f"{len(pods)} control-plane pod(s) Ready in {ns}")

@@ -9,7 +9,7 @@ end unless `keep_probe` (with a cleanup that removes the run's changes, it goes 
 
 from __future__ import annotations
 
-from meshid import registration
+from meshid import checks, registration
 from meshid.conditions import live
 from meshid.kube import ApiError
 from meshid.manifests import DEMO_PORT, MANAGED_BY, MANAGED_BY_LABEL, PROBE
@@ -57,7 +57,7 @@ def _check(ctx: RunContext, out: StageOutput, ns: str) -> None:
     last = refused.last
     answer = f"HTTP {last.status} {last.body[:160]}" if last.status is not None else f"no answer ({last.error})"
     out.http = last
-    out.check("MID064", refused.met and served.met,
+    out.check(checks.MID064, refused.met and served.met,
               f"probe {probe_id}: {refused.streak}/{DENIALS} denied in a row after {refused.calls} calls (last: "
               f"{answer}); demo-app meanwhile: HTTP {served.last.status} {served.last.body[:120]}")
 

@@ -20,11 +20,15 @@ class StageOutput:
     tables: dict[str, list[dict[str, str]]] = field(default_factory=dict)  # name -> rows, e.g. a rollout's impact
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def check(self, code: str, ok: bool, message: str) -> bool:
-        """Record the outcome of catalogue check `code`; return `ok`."""
-        with self._lock:
-            self.checks.append(checks.result(code, ok, message))
+    def check(self, spec: checks.CheckSpec, ok: bool, message: str) -> bool:
+        """Record the outcome of catalogue check `spec`; return `ok`."""
+        self.add(checks.result(spec, ok, message))
         return ok
+
+    def add(self, result: CheckResult) -> None:
+        """Record a check result evaluated elsewhere (by the same function `meshid check` calls)."""
+        with self._lock:
+            self.checks.append(result)
 
     def touch(self, kind: str, namespace: str | None, name: str, action: str, detail: str = "") -> None:
         """Record a resource, pod, release or SPIFFE ID the stage acted on or observed."""

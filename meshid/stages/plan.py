@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from meshid import checks
 from meshid.errors import ExternalCallError
 from meshid.kube import ApiError
 from meshid.impact import scan
@@ -14,8 +15,6 @@ from meshid.stages.context import RunContext
 from meshid.stages.install_kong_mesh import RELEASE as KONG_MESH_RELEASE
 from meshid.stages.install_spire import CRDS_RELEASE
 from meshid.stages.output import StageOutput
-
-IMPACT = "MID091"
 
 
 def _dry_run(ctx: RunContext, obj: Manifest, namespaces: set[str]) -> tuple[str, str]:
@@ -44,7 +43,7 @@ def run(ctx: RunContext, out: StageOutput) -> None:
     """Preflight's checks (a rollout's impact among them), then what helm and a server-side dry run of every
     manifest would do (the rules equivalents of legacy permissions too); changes nothing."""
     preflight.run(ctx, out)
-    if any(c.blocking and c.code != IMPACT for c in out.checks):
+    if any(c.blocking and c.code != checks.MID091.code for c in out.checks):
         return  # an uncovered impact still gets its plan: it is what the operator decides on
     p, ns = ctx.params, ctx.params.namespaces
     for source, release, namespace, values in (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from meshid import recovery, tools
+from meshid import checks, recovery, tools
 from meshid.errors import ExternalCallError
 from meshid.helm import Helm
 from meshid.manifests import MANAGED_BY, MANAGED_BY_LABEL
@@ -21,25 +21,25 @@ def run(ctx: RunContext, out: StageOutput) -> None:
     p = ctx.params
     problems = p.consistency_problems()
     value = p.permission.resolved_value(p.trust_domain, p.namespaces.demo)
-    out.check("MID003", not problems, "; ".join(problems) or (
+    out.check(checks.MID003, not problems, "; ".join(problems) or (
         f"trust domain {p.trust_domain} is the same in SPIRE, the MeshIdentity and the permission "
         f"({p.permission.type} {value})"))
     gap = p.permission_gap()
-    out.check("MID007", gap is None, gap or f"{p.permission.type} {value} matches the demo workloads")
+    out.check(checks.MID007, gap is None, gap or f"{p.permission.type} {value} matches the demo workloads")
     workload = p.workload_id()
-    out.check("MID004", True, f"identity_path renders {workload} for the demo workloads")
+    out.check(checks.MID004, True, f"identity_path renders {workload} for the demo workloads")
     charts = p.charts
-    out.check("MID005", True, f"kong-mesh {charts.kong_mesh.version}, spire {charts.spire.version}, "
-                              f"spire-crds {charts.spire_crds.version}")
+    out.check(checks.MID005, True, f"kong-mesh {charts.kong_mesh.version}, spire {charts.spire.version}, "
+                                   f"spire-crds {charts.spire_crds.version}")
     try:
         helm = Helm(ctx.run_dir / "no-kubeconfig", binary=tools.find(ctx.settings.helm_bin, ctx.settings.home))
         version = helm.version(p.timeouts.apply_s)
-        out.check("MID001", version.startswith(("v3.", "v4.")), f"helm {version}")
+        out.check(checks.MID001, version.startswith(("v3.", "v4.")), f"helm {version}")
         ctx.versions["helm"] = version
     except ExternalCallError as exc:
-        out.check("MID001", False, str(exc))
+        out.check(checks.MID001, False, str(exc))
     for ok, message in ctx.provider.preflight():
-        out.check("MID001", ok, message)
+        out.check(checks.MID001, ok, message)
     _earlier_runs_finished(ctx, out)
     if p.target.provider is ProviderName.CONTEXT and not out.blocked:
         _existing_cluster(ctx, out)
@@ -49,22 +49,23 @@ def _earlier_runs_finished(ctx: RunContext, out: StageOutput) -> None:
     runs_dir = ctx.settings.runs_dir
     stale = recovery.unrecovered_on(runs_dir, ctx.ledger.run)
     commands = "; ".join(f"`{recovery.recover_command(run.run_id, runs_dir)}`" for run in stale)
-    out.check("MID090", not stale, f"{len(stale)} earlier run(s) on this cluster never finished and their process is "
-                                   f"gone: {commands}" if stale else "no unrecovered earlier run on this cluster")
+    out.check(checks.MID090, not stale,
+              f"{len(stale)} earlier run(s) on this cluster never finished and their process is gone: {commands}"
+              if stale else "no unrecovered earlier run on this cluster")
 
 
 def _existing_cluster(ctx: RunContext, out: StageOutput) -> None:
     handle = ctx.provider.start(ctx.params.timeouts.apply_s)
     ctx.handle = handle
     version = ctx.cluster.version()
-    out.check("MID002", True, f"context {handle.context or '(current)'} answers: Kubernetes {version}")
-    out.check("MID023", *datastore_claimable(ctx.cluster, ctx.params.spire, ctx.params.spire_persistence))
+    out.check(checks.MID002, True, f"context {handle.context or '(current)'} answers: Kubernetes {version}")
+    out.check(checks.MID023, *datastore_claimable(ctx.cluster, ctx.params.spire, ctx.params.spire_persistence))
     if ctx.params.mode is RunMode.ROLLOUT:
         rollout_impact(ctx, out)
         return  # a rollout finds its own earlier work in place: that is what it converges, not a leftover
     leftovers, _ = ctx.cluster.list("v1", "Namespace", label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}")
     names = [n["metadata"]["name"] for n in leftovers]
-    out.check("MID006", not names, f"namespaces left by an earlier meshid run: {', '.join(names)}" if names
+    out.check(checks.MID006, not names, f"namespaces left by an earlier meshid run: {', '.join(names)}" if names
               else "no namespaces left by an earlier meshid run")
     _no_permission_yet(ctx, out)
 
@@ -78,7 +79,7 @@ def rollout_impact(ctx: RunContext, out: StageOutput) -> Impact:
     (ctx.run_dir / "impact.json").write_text(json.dumps(impact.to_json(), indent=2) + "\n", encoding="utf-8")
     gaps = impact.uncovered(p.translate_permissions, p.accept_impact)
     selected = f"selector {p.identity_selector or '{}'}"
-    out.check("MID091", not gaps, f"{selected}: " + ("; ".join(gaps) if gaps else
+    out.check(checks.MID091, not gaps, f"{selected}: " + ("; ".join(gaps) if gaps else
               f"{len(impact.workloads)} other workload(s), {len(impact.from_permissions)} legacy permission(s) "
               "affected, all covered"))
     return impact
@@ -87,6 +88,6 @@ def rollout_impact(ctx: RunContext, out: StageOutput) -> Impact:
 def _no_permission_yet(ctx: RunContext, out: StageOutput) -> None:
     workload = ctx.params.workload_id()
     found = permitting(ctx)
-    out.check("MID008", not found, f"MeshTrafficPermission {', '.join(found)} already lets {workload} in: "
-                                   "connectivity-before-permission cannot see a denial" if found
+    out.check(checks.MID008, not found, f"MeshTrafficPermission {', '.join(found)} already lets {workload} in: "
+                                        "connectivity-before-permission cannot see a denial" if found
               else f"no MeshTrafficPermission lets {workload} in yet")

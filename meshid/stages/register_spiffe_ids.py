@@ -7,7 +7,7 @@ does issue the IDs, as warning MID031, or applies the CR with the chart's class 
 
 from __future__ import annotations
 
-from meshid import registration
+from meshid import checks, registration
 from meshid.manifests import cluster_spiffe_id
 from meshid.models import DEMO_SERVICE_ACCOUNT
 from meshid.polling import poll
@@ -27,14 +27,14 @@ def run(ctx: RunContext, out: StageOutput) -> None:
     ctx.apply(cluster_spiffe_id(p), out)
     expected = spire_template_id(p.resolved_spire_trust_domain, p.namespaces.demo, DEMO_SERVICE_ACCOUNT)
     out.touch("SpiffeID", p.namespaces.demo, expected, "expected", "SVID SPIRE should issue to the demo pods")
-    crs = checked_wait(out, "MID030", lambda: ctx.cluster.wait(
+    crs = checked_wait(out, checks.MID030, lambda: ctx.cluster.wait(
         f"a reconciled ClusterSPIFFEID selecting the demo pods (class {p.spire.controller_class})", API, KIND,
         lambda found: registration.reconciled(found, p), p.timeouts.wait_s),
         lambda found: registration.reconciled(found, p)[1])
     if crs is None:
         return
     ignored = registration.ignored_guide_cr(crs, p)
-    out.check("MID031", ignored is None, ignored or "the guide's ClusterSPIFFEID is reconciled")
+    out.check(checks.MID031, ignored is None, ignored or "the guide's ClusterSPIFFEID is reconciled")
     check_entries(ctx, out, p.timeouts.wait_s)
 
 
@@ -46,7 +46,7 @@ def check_entries(ctx: RunContext, out: StageOutput, timeout_s: float) -> bool:
         ok, seen = registration.demo_entries(ctx.cluster, p, p.timeouts.http_s)
         return ok, seen, seen
 
-    found = checked_wait(out, "MID032", lambda: poll(
+    found = checked_wait(out, checks.MID032, lambda: poll(
         f"SPIRE entries issuing {p.workload_id()} to every demo pod ({p.spire.server_pod}: spire-server entry show)",
         read, timeout_s), lambda seen: seen)
     return found is not None

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from meshid.conditions import has_volume, live
+from meshid import checks
+from meshid.conditions import Obj, has_volume, live
 from meshid.identity import lists_identity
 from meshid.manifests import DEMO_WORKLOADS as DEPLOYMENTS
 from meshid.models import RunMode
+from meshid.results import CheckResult
 from meshid.stages.apply_demo import held_by_csi
 from meshid.stages.context import RunContext
 from meshid.stages.output import StageOutput
@@ -22,6 +24,15 @@ def _without_socket(ctx: RunContext, ns: str) -> list[str]:
     return [name for name in DEPLOYMENTS if name in lacking]
 
 
+def socket_volumes(pods: list[Obj]) -> CheckResult:
+    """MID050 for the demo's pods: every live one carries the SPIRE agent socket volume (injected after SPIRE
+    injection was on)."""
+    missing = [pod["metadata"]["name"] for pod in live(pods) if not has_volume(pod, SOCKET_VOLUME)]
+    return checks.result(checks.MID050, bool(pods) and not missing,
+                         f"pods without {SOCKET_VOLUME}: {', '.join(missing)}" if missing else
+                         f"{len(live(pods))} demo pods carry {SOCKET_VOLUME}")
+
+
 def run(ctx: RunContext, out: StageOutput) -> None:
     """Restart demo-app and kv (in a rollout only those whose pods lack the SPIRE socket: a restart is a moment of
     new pods without their SVID yet), wait for the rollouts, check the pods and the MeshService identity."""
@@ -32,22 +43,17 @@ def run(ctx: RunContext, out: StageOutput) -> None:
         ctx.cluster.rollout_restart(ns, name)
         out.touch("Deployment", ns, name, "restarted")
     for name in restart:
-        if checked_wait(out, "MID050", lambda name=name: ctx.cluster.wait_rollout(ns, name, p.timeouts.wait_s),
+        if checked_wait(out, checks.MID050, lambda name=name: ctx.cluster.wait_rollout(ns, name, p.timeouts.wait_s),
                         lambda _, name=name: f"deployment {name} rolled out", lambda: held_by_csi(ctx)) is None:
             return
     pods, _ = ctx.cluster.list("v1", "Pod", ns, label_selector=f"app in ({','.join(DEPLOYMENTS)})")
-    missing = []
     for pod in live(pods):
-        ok = has_volume(pod, SOCKET_VOLUME)
-        out.touch("Pod", ns, pod["metadata"]["name"], "observed", f"{SOCKET_VOLUME}: {'yes' if ok else 'NO'}")
-        if not ok:
-            missing.append(pod["metadata"]["name"])
-    out.check("MID050", bool(pods) and not missing,
-              f"pods without {SOCKET_VOLUME}: {', '.join(missing)}" if missing else
-              f"{len(live(pods))} restarted pods carry {SOCKET_VOLUME}")
+        carries = "yes" if has_volume(pod, SOCKET_VOLUME) else "NO"
+        out.touch("Pod", ns, pod["metadata"]["name"], "observed", f"{SOCKET_VOLUME}: {carries}")
+    out.add(socket_volumes(pods))
 
     expected = p.workload_id()
-    checked_wait(out, "MID051", lambda: ctx.cluster.wait(
+    checked_wait(out, checks.MID051, lambda: ctx.cluster.wait(
         f"MeshService {ns}/{IDENTITY_SERVICE} listing {expected}", "kuma.io/v1alpha1", "MeshService",
         lambda services: lists_identity(services, IDENTITY_SERVICE, expected), p.timeouts.wait_s, namespace=ns),
         lambda _: f"MeshService {IDENTITY_SERVICE} lists {expected}")

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from meshid import interrupt, recovery
+from meshid import checks, interrupt, recovery
 from meshid.runrecord import Cleanup
 from meshid.stages.context import RunContext
 from meshid.stages.output import StageOutput
@@ -14,7 +14,7 @@ def run(ctx: RunContext, out: StageOutput) -> None:
     stops it."""
     with interrupt.shielded():
         problems = recovery.clean_up(ctx, out)
-    out.check("MID081", not problems, "; ".join(problems) or f"undid the {len(out.touched)} changes run "
-                                                            f"{ctx.run_id} applied")
+    out.check(checks.MID081, not problems, "; ".join(problems) or f"undid the {len(out.touched)} changes run "
+                                                                 f"{ctx.run_id} applied")
     recovery.finish(ctx.ledger, Cleanup.INCOMPLETE if problems else Cleanup.DONE, "rollback",
                     recovery.summary(out.touched, problems))

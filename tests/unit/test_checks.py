@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from meshid.checks import CATALOGUE, doc, result
+from meshid import checks
+from meshid.checks import CATALOGUE, MID031, CheckSpec, doc, result
 from meshid.results import Outcome, Severity
 
 WARN_CODES = {"MID006", "MID007", "MID008", "MID013", "MID031", "MID062", "MID090"}
@@ -37,16 +38,23 @@ def test_specs_are_frozen():
         CATALOGUE["MID001"].hint = "x"  # type: ignore[misc]
 
 
+def test_every_check_is_a_constant_named_after_its_code_and_in_the_catalogue():
+    constants = {name: spec for name, spec in vars(checks).items() if isinstance(spec, CheckSpec)}
+    assert all(name == spec.code for name, spec in constants.items())
+    assert len({spec.code for spec in constants.values()}) == len(constants)
+    assert list(CATALOGUE.values()) == list(constants.values())
+
+
 def test_result_takes_severity_from_the_catalogue_and_hints_only_failures():
-    ok, bad = result("MID031", True, "className set"), result("MID031", False, "no className")
+    ok, bad = result(MID031, True, "className set"), result(MID031, False, "no className")
     assert (ok.outcome, ok.severity, ok.hint) == (Outcome.PASSED, Severity.WARN, None)
     assert (bad.outcome, bad.severity, bad.hint) == (Outcome.FAILED, Severity.WARN, CATALOGUE["MID031"].hint)
     assert bad.message == "no className"
 
 
-def test_unknown_code_is_a_programming_error():
-    with pytest.raises(KeyError):
-        result("MID999", True, "")
+def test_an_unknown_code_fails_where_it_is_named():
+    with pytest.raises(AttributeError):
+        checks.MID999  # the attribute access is the test
 
 
 def test_doc_is_a_table_with_one_row_per_code():

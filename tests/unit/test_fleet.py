@@ -212,11 +212,11 @@ def _report(failed_stage: str | None, checks_: list, error: str | None = None) -
 
 
 def test_infrastructure_failures_are_unreachable_or_unstartable_clusters_only():
-    reached = checks.result("MID002", True, "answers")
+    reached = checks.result(checks.MID002, True, "answers")
     assert infrastructure_failure(_report("preflight", [], "ApiError: connection refused"))
     assert infrastructure_failure(_report("cluster-start", [], "start sandbox a failed"))
-    assert infrastructure_failure(_report("preflight", [checks.result("MID001", False, "helm missing")]))
-    assert not infrastructure_failure(_report("preflight", [checks.result("MID003", False, "mismatch")]))
+    assert infrastructure_failure(_report("preflight", [checks.result(checks.MID001, False, "helm missing")]))
+    assert not infrastructure_failure(_report("preflight", [checks.result(checks.MID003, False, "mismatch")]))
     assert not infrastructure_failure(_report("install-kong-mesh", [reached], "helm failed"))
     assert not infrastructure_failure(_report("plan", [reached], "dry run rejected"))
     assert not infrastructure_failure(_report(None, [reached]))
@@ -322,8 +322,8 @@ def test_lock_names_follow_the_api_server_and_are_valid_keys(tmp_path):
 
 
 def test_fleet_report_json_has_the_ci_shape_and_fails_on_a_failed_target():
-    failed_run = _report("connectivity-after-permission", [checks.result("MID002", True, "ok"),
-                                                           checks.result("MID061", False, "still denied")])
+    failed_run = _report("connectivity-after-permission", [checks.result(checks.MID002, True, "ok"),
+                                                                  checks.result(checks.MID061, False, "still denied")])
     results = [TargetResult.from_report(failed_run, wave=0, run_url="http://ui/flow-runs/flow-run/1"),
                _result("b", Outcome.SKIPPED).model_copy(update={"reason": "rollout halted: canary failed"})]
     report = FleetReport(fleet_run_id="f1", mode="rollout", results=results,

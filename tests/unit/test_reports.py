@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from meshid import reports
-from meshid.checks import result
+from meshid.checks import MID001, MID006, MID010, MID050, MID060, MID061, result
 from meshid.results import HttpExchange, Outcome, RunReport, StageResult, TargetRef, Touched
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -34,18 +34,18 @@ def run() -> RunReport:
         target=TargetRef(name="kind-a", provider="kind"),
         trust_domain="example.org",
         stages=[
-            stage("preflight", result("MID001", True, "helm 3.16"), result("MID006", False, "old MTP found")),
+            stage("preflight", result(MID001, True, "helm 3.16"), result(MID006, False, "old MTP found")),
             stage(
                 "restart",
-                result("MID050", True, "2 pods"),
+                result(MID050, True, "2 pods"),
                 attempts=3,
                 touched=[Touched(kind="Pod", namespace="kong-mesh-demo", name="kv-1", action="restarted",
                                  detail=f"token={TOKEN}")],
             ),
             stage(
                 "deny",
-                result("MID060", False, 'HTTP 200 <ok> & "fine"\x00'),
-                result("MID061", True, "n/a"),
+                result(MID060, False, 'HTTP 200 <ok> & "fine"\x00'),
+                result(MID061, True, "n/a"),
                 http=HttpExchange(status=200, body=DENIED_BODY),
             ),
             stage("allow", outcome=Outcome.SKIPPED, error="deny failed"),
@@ -108,7 +108,7 @@ def test_junit_reports_warnings_and_flakiness_in_system_out(run):
 
 
 def test_junit_failure_from_an_error_without_failed_checks():
-    broken = stage("install", result("MID010", True, "ok"), error="helm timed out")
+    broken = stage("install", result(MID010, True, "ok"), error="helm timed out")
     report = RunReport.build(run_id="r", target=TargetRef(name="a", provider="kind"), trust_domain="td",
                              stages=[broken], versions={}, started_at=T0, ended_at=T0)
     failure = ET.fromstring(reports.junit_xml([report])).find(".//failure")

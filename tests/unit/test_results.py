@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from pydantic import ValidationError
 
-from meshid.checks import result
+from meshid.checks import MID001, MID006, MID010, MID011, MID013, MID030, MID031, MID060, MID070, result
 from meshid.results import HttpExchange, Outcome, RunReport, StageResult, TargetRef, Touched
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -36,26 +36,26 @@ def report(*stages: StageResult) -> RunReport:
 
 
 def test_failed_warn_check_does_not_fail_the_stage():
-    s = stage("registration", result("MID030", True, "podsSelected 2"), result("MID031", False, "no className"))
+    s = stage("registration", result(MID030, True, "podsSelected 2"), result(MID031, False, "no className"))
     assert s.outcome is Outcome.PASSED
     assert s.codes == ["MID031"]
     assert [c.code for c in s.warnings] == ["MID031"]
 
 
 def test_failed_fail_check_or_error_fails_the_stage():
-    assert stage("deny", result("MID060", False, "HTTP 200")).outcome is Outcome.FAILED
-    assert stage("deny", result("MID060", True, "HTTP 500"), error="boom").outcome is Outcome.FAILED
+    assert stage("deny", result(MID060, False, "HTTP 200")).outcome is Outcome.FAILED
+    assert stage("deny", result(MID060, True, "HTTP 500"), error="boom").outcome is Outcome.FAILED
 
 
 def test_failed_checks_and_codes_keep_check_order():
-    s = stage("x", result("MID013", False, "w"), result("MID010", True, "ok"), result("MID011", False, "f"))
+    s = stage("x", result(MID013, False, "w"), result(MID010, True, "ok"), result(MID011, False, "f"))
     assert [c.code for c in s.failed_checks] == ["MID013", "MID011"]
     assert s.codes == ["MID013", "MID011"]
 
 
 @pytest.mark.parametrize(
     ("checks", "attempts", "flaky"),
-    [((), 2, True), ((), 1, False), ((result("MID010", False, "down"),), 3, False)],
+    [((), 2, True), ((), 1, False), ((result(MID010, False, "down"),), 3, False)],
 )
 def test_flaky_means_passed_after_a_retry(checks, attempts, flaky):
     assert stage("cp", *checks, attempts=attempts).flaky is flaky
@@ -84,9 +84,9 @@ def test_failed_stage_is_the_first_failed_one():
     skipped = StageResult(name="allow", outcome=Outcome.SKIPPED, started_at=T0, ended_at=T0)
     r = report(
         stage("preflight"),
-        stage("deny", result("MID060", False, "HTTP 200")),
+        stage("deny", result(MID060, False, "HTTP 200")),
         skipped,
-        stage("cleanup", result("MID070", False, "leftovers")),
+        stage("cleanup", result(MID070, False, "leftovers")),
     )
     assert r.outcome is Outcome.FAILED
     assert r.failed_stage == "deny"
@@ -95,13 +95,13 @@ def test_failed_stage_is_the_first_failed_one():
 
 def test_run_with_skipped_and_warned_stages_passes():
     skipped = StageResult(name="rollback", outcome=Outcome.SKIPPED, started_at=T0, ended_at=T0)
-    r = report(stage("preflight", result("MID006", False, "leftovers")), skipped)
+    r = report(stage("preflight", result(MID006, False, "leftovers")), skipped)
     assert (r.outcome, r.failed_stage) == (Outcome.PASSED, None)
 
 
 def test_to_json_dict_has_exactly_the_documented_shape():
     http = HttpExchange(status=500, body='{"title":"failed to retrieve zone"}', error=None)
-    r = report(stage("preflight", result("MID001", True, "helm 3.16")), stage("deny", http=http))
+    r = report(stage("preflight", result(MID001, True, "helm 3.16")), stage("deny", http=http))
     doc = json.loads(json.dumps(r.to_json_dict()))
     assert set(doc) == {"run_id", "target", "outcome", "failed_stage", "trust_domain", "stages", "versions"}
     assert doc["target"] == {"name": "kind-a", "provider": "kind"}
@@ -119,7 +119,7 @@ def test_to_json_dict_has_exactly_the_documented_shape():
 
 
 def test_report_round_trips_through_json():
-    r = report(stage("deny", result("MID060", False, "HTTP 200"), http=HttpExchange(status=None, body="", error="x")))
+    r = report(stage("deny", result(MID060, False, "HTTP 200"), http=HttpExchange(status=None, body="", error="x")))
     assert RunReport.model_validate_json(r.model_dump_json()) == r
 
 
@@ -128,7 +128,7 @@ def test_a_signal_makes_the_run_interrupted_whatever_its_stages_did_and_names_th
                                       interrupted=True)
     assert stopped.outcome is Outcome.INTERRUPTED
     r = RunReport.build(run_id="r", target=TargetRef(name="a", provider="kind"), trust_domain="x.org",
-                        stages=[stage("deny", result("MID060", False, "HTTP 200")), stopped], versions={},
+                        stages=[stage("deny", result(MID060, False, "HTTP 200")), stopped], versions={},
                         started_at=T0, ended_at=T0, signal="SIGINT", interrupted_stages=["wait"])
     assert r.outcome is Outcome.INTERRUPTED and r.failed_stage == "deny" and r.stopped_at == "wait"
     assert r.to_json_dict()["interrupted_stages"] == ["wait"]

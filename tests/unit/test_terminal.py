@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from meshid import terminal
-from meshid.checks import CATALOGUE, result
+from meshid.checks import CATALOGUE, MID002, MID003, MID006, MID020, MID031, MID061, result
 from meshid.results import StageResult
 
 TOKEN = "s3cr3tT0kenValue"
@@ -42,13 +42,13 @@ def test_marks_are_the_ones_the_stream_can_encode(encoding, expected):
 
 @pytest.mark.parametrize("shown", [terminal.UNICODE_MARKS, terminal.ASCII_MARKS])
 def test_a_passed_check_is_one_line_without_its_hint(shown):
-    line = terminal.check_line(result("MID003", True, "one trust domain everywhere"), shown)
+    line = terminal.check_line(result(MID003, True, "one trust domain everywhere"), shown)
     assert line == f"{shown['passed']} MID003 one trust domain everywhere"
 
 
 @pytest.mark.parametrize("shown", [terminal.UNICODE_MARKS, terminal.ASCII_MARKS])
 def test_a_failed_fail_check_has_the_failed_mark_and_its_hint_indented_under_it(shown):
-    line = terminal.check_line(result("MID003", False, "SPIRE says other.mesh"), shown)
+    line = terminal.check_line(result(MID003, False, "SPIRE says other.mesh"), shown)
     assert line.splitlines() == [f"{shown['failed']} MID003 SPIRE says other.mesh",
                                  f"    hint: {CATALOGUE['MID003'].hint}"]
     assert "fail" not in line.splitlines()[0].replace("[FAIL]", ""), "no severity word beside the outcome"
@@ -57,18 +57,18 @@ def test_a_failed_fail_check_has_the_failed_mark_and_its_hint_indented_under_it(
 @pytest.mark.parametrize("shown", [terminal.UNICODE_MARKS, terminal.ASCII_MARKS])
 def test_a_failed_warn_check_is_warned_with_its_hint(shown):
     assert CATALOGUE["MID006"].severity == "warn"
-    first, hint = terminal.check_line(result("MID006", False, "leftovers: mtp/old"), shown).splitlines()
+    first, hint = terminal.check_line(result(MID006, False, "leftovers: mtp/old"), shown).splitlines()
     assert first == f"{shown['warned']} MID006 leftovers: mtp/old"
     assert hint == f"    hint: {CATALOGUE['MID006'].hint}"
 
 
 def test_a_message_of_several_lines_is_one_line():
-    check = result("MID061", True, 'allowed: 5/5; last: HTTP 200 {"counter":6}\n')
+    check = result(MID061, True, 'allowed: 5/5; last: HTTP 200 {"counter":6}\n')
     assert terminal.check_line(check, terminal.ASCII_MARKS) == '[ok] MID061 allowed: 5/5; last: HTTP 200 {"counter":6}'
 
 
 def test_a_check_line_is_redacted():
-    line = terminal.check_line(result("MID002", False, f"Authorization: Bearer {TOKEN}"), terminal.UNICODE_MARKS)
+    line = terminal.check_line(result(MID002, False, f"Authorization: Bearer {TOKEN}"), terminal.UNICODE_MARKS)
     assert TOKEN not in line
 
 
@@ -113,9 +113,9 @@ def test_live_stages_print_each_ended_stage_with_its_mark_and_report_to_nothing_
     with terminal.live_stages(out):
         for name in ("preflight", "install-spire", "register-spiffe-ids"):
             terminal.stage_started(name, 1)
-        terminal.stage_ended(_stage("preflight", result("MID003", True, "same")))
-        terminal.stage_ended(_stage("register-spiffe-ids", result("MID031", False, "no className")))
-        terminal.stage_ended(_stage("install-spire", result("MID020", False, "not Ready")))
+        terminal.stage_ended(_stage("preflight", result(MID003, True, "same")))
+        terminal.stage_ended(_stage("register-spiffe-ids", result(MID031, False, "no className")))
+        terminal.stage_ended(_stage("install-spire", result(MID020, False, "not Ready")))
     lines = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\r", "\n", out.getvalue()).splitlines()
     assert "√ preflight 1.2 s" in lines and "‼ register-spiffe-ids 1.2 s" in lines
     assert "× install-spire failed 1.2 s" in lines
