@@ -26,7 +26,7 @@ from meshid.models import GuideParams, RunMode
 from meshid.results import Outcome, RunReport, StageResult, TargetRef
 from meshid.settings import load_settings
 from meshid.stages import FINALLY, STAGES, graph
-from meshid.stages.context import RunContext
+from meshid.stages.run_context import RunContext
 from meshid.stages.runner import describe
 from tasks import (apply_demo, apply_mesh_identity, apply_permission, cleanup, cluster_start,
                    connectivity_after_permission, connectivity_before_permission, connectivity_probe,

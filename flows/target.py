@@ -44,7 +44,7 @@ from meshid.models import GuideParams
 from meshid.results import Outcome, RunReport
 from meshid.runrecord import Cleanup
 from meshid.settings import load_settings
-from meshid.stages.context import RunContext
+from meshid.stages.run_context import RunContext
 from tasks import artifact_sink
 from tasks.plan import plan
 from tasks.stage import publish_run

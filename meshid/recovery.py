@@ -23,7 +23,7 @@ from meshid.models import GuideParams, ProviderName, Target
 from meshid.results import Touched
 from meshid.runrecord import Cleanup, RunRecord, RunState
 from meshid.settings import MeshidSettings
-from meshid.stages.context import RUN_ENV, RunContext
+from meshid.stages.run_context import RUN_ENV, RunContext
 from meshid.stages.output import StageOutput
 from meshid.undo import undo
 

@@ -19,7 +19,7 @@ from meshid import reports, terminal
 from meshid.errors import MeshidError, is_transient
 from meshid.naming import slug
 from meshid.results import Outcome, StageResult
-from meshid.stages.context import RunContext
+from meshid.stages.run_context import RunContext
 from meshid.stages.runner import StageBody, run_stage
 from tasks import artifact_sink
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from meshid import checks, csi
 from meshid.kube import deployment_rolled_out
 from meshid.manifests import demo_objects, probe_objects
-from meshid.stages.context import RunContext
+from meshid.stages.run_context import RunContext
 from meshid.stages.output import StageOutput
 from meshid.stages.waits import checked_wait
 

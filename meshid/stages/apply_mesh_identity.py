@@ -14,7 +14,7 @@ from meshid.kube import ApiError
 from meshid.identity import services_disabled, settled
 from meshid.manifests import MESH, demo_mesh, mesh_identity
 from meshid.results import CheckResult
-from meshid.stages.context import RunContext
+from meshid.stages.run_context import RunContext
 from meshid.stages.output import StageOutput
 
 API = "kuma.io/v1alpha1"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from meshid.impact import scan
 from meshid.manifests import traffic_permission
 from meshid.models import RunMode
-from meshid.stages.context import RunContext
+from meshid.stages.run_context import RunContext
 from meshid.stages.output import StageOutput
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from meshid import checks
 from meshid.ledger import CreatedCluster
-from meshid.stages.context import RunContext
+from meshid.stages.run_context import RunContext
 from meshid.stages.output import StageOutput
 
 

@@ -12,7 +12,7 @@ from meshid.manifests import DEMO_PORT
 from meshid.probes import Expectation, allowed, counter_probe, denied, expect, serving_pod
 from meshid.results import HttpExchange
 from meshid.polling import poll
-from meshid.stages.context import RunContext
+from meshid.stages.run_context import RunContext
 from meshid.stages.output import StageOutput
 from meshid.stages.register_spiffe_ids import check_entries
 from meshid.stages.restart_workloads import IDENTITY_SERVICE

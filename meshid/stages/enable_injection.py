@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from meshid import checks
 from meshid.manifests import SPIRE_INJECTION_ENV, injection_env_values
-from meshid.stages.context import RunContext
+from meshid.stages.run_context import RunContext
 from meshid.stages.install_kong_mesh import RELEASE
 from meshid.stages.output import StageOutput
 from meshid.stages.waits import checked_wait

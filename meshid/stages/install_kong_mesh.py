@@ -8,7 +8,7 @@ from __future__ import annotations
 from meshid import checks
 from meshid.conditions import pods_ready
 from meshid.manifests import injection_env_values
-from meshid.stages.context import RunContext
+from meshid.stages.run_context import RunContext
 from meshid.stages.output import StageOutput
 from meshid.stages.waits import checked_wait
 

@@ -16,7 +16,7 @@ from meshid.kube import Cluster
 from meshid.manifests import spire_values
 from meshid.results import CheckResult
 from meshid.spire import CSI_DRIVER, SpireRelease
-from meshid.stages.context import RunContext
+from meshid.stages.run_context import RunContext
 from meshid.stages.output import StageOutput
 from meshid.stages.waits import checked_wait
 from meshid.storage import datastore_claimable

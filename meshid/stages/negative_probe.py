@@ -16,7 +16,7 @@ from meshid.manifests import DEMO_PORT, MANAGED_BY, MANAGED_BY_LABEL, PROBE
 from meshid.models import CleanupPolicy
 from meshid.polling import poll
 from meshid.probes import allowed, counter_probe, denied, expect, forwarded, ready_pod
-from meshid.stages.context import RunContext
+from meshid.stages.run_context import RunContext
 from meshid.stages.output import StageOutput
 from meshid.undo import wait_gone
 

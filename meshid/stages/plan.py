@@ -11,7 +11,7 @@ from meshid.manifests import (Manifest, cluster_spiffe_id, demo_objects, injecti
 from meshid.models import RunMode
 from meshid.stages import preflight
 from meshid.stages.apply_mesh_identity import dropped_labels
-from meshid.stages.context import RunContext
+from meshid.stages.run_context import RunContext
 from meshid.stages.install_kong_mesh import RELEASE as KONG_MESH_RELEASE
 from meshid.stages.install_spire import CRDS_RELEASE
 from meshid.stages.output import StageOutput

@@ -11,7 +11,7 @@ from meshid.manifests import MANAGED_BY, MANAGED_BY_LABEL
 from meshid.impact import Impact, scan
 from meshid.models import ProviderName, RunMode
 from meshid.stages.connectivity import permitting
-from meshid.stages.context import RunContext
+from meshid.stages.run_context import RunContext
 from meshid.stages.output import StageOutput
 from meshid.storage import datastore_claimable
 

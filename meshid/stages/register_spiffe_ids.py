@@ -12,7 +12,7 @@ from meshid.manifests import cluster_spiffe_id
 from meshid.models import DEMO_SERVICE_ACCOUNT
 from meshid.polling import poll
 from meshid.spiffe import spire_template_id
-from meshid.stages.context import RunContext
+from meshid.stages.run_context import RunContext
 from meshid.stages.output import StageOutput
 from meshid.stages.waits import checked_wait
 

@@ -9,7 +9,7 @@ from meshid.manifests import DEMO_WORKLOADS as DEPLOYMENTS
 from meshid.models import RunMode
 from meshid.results import CheckResult
 from meshid.stages.apply_demo import held_by_csi
-from meshid.stages.context import RunContext
+from meshid.stages.run_context import RunContext
 from meshid.stages.output import StageOutput
 from meshid.stages.waits import checked_wait
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from meshid import checks, interrupt, recovery
 from meshid.runrecord import Cleanup
-from meshid.stages.context import RunContext
+from meshid.stages.run_context import RunContext
 from meshid.stages.output import StageOutput
 
 

@@ -14,7 +14,7 @@ from meshid.errors import MeshidError, is_transient
 from meshid.interrupt import Interrupted
 from meshid.redact import redact
 from meshid.results import StageResult
-from meshid.stages.context import RunContext
+from meshid.stages.run_context import RunContext
 from meshid.stages.output import StageOutput
 
 StageBody = Callable[[RunContext, StageOutput], None]

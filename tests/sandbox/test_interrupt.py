@@ -31,7 +31,7 @@ from meshid.models import parse_params
 from meshid.runrecord import RunState, Writer
 from meshid.settings import MeshidSettings
 from meshid.stages import preflight
-from meshid.stages.context import RunContext
+from meshid.stages.run_context import RunContext
 from meshid.stages.output import StageOutput
 from meshid.prefectserver import BackgroundServer, State
 from sandbox import lifecycle, processes

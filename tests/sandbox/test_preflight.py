@@ -14,7 +14,7 @@ from meshid.models import parse_params
 from meshid.results import Outcome
 from meshid.settings import MeshidSettings
 from meshid.stages import connectivity, preflight
-from meshid.stages.context import RunContext
+from meshid.stages.run_context import RunContext
 from meshid.stages.runner import run_stage
 
 MTP_CRD = Path(__file__).resolve().parents[2] / "sandbox/charts/kong-mesh/crds/kuma.io_meshtrafficpermissions.yaml"

@@ -10,7 +10,7 @@ from meshid.kube import ApiError
 from meshid.ledger import AppliedObject, AppliedRelease
 from meshid.models import ChartSource, parse_params
 from meshid.settings import MeshidSettings
-from meshid.stages.context import RunContext
+from meshid.stages.run_context import RunContext
 from meshid.stages.output import StageOutput
 
 
