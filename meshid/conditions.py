@@ -10,7 +10,7 @@ Obj = dict[str, Any]
 
 def condition(obj: Obj, kind: str) -> Obj | None:
     """The status condition of type `kind`, or None."""
-    return next((c for c in obj.get("status", {}).get("conditions", []) or [] if c.get("type") == kind), None)
+    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == kind), None)
 
 
 def is_true(obj: Obj, kind: str) -> bool:

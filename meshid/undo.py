@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 
+from meshid.conditions import condition
 from meshid.errors import ExternalCallError, WaitTimeout
 from meshid.helm import Helm
 from meshid.kube import ApiError, Cluster
@@ -140,8 +141,8 @@ def _wait_crd_gone(cluster: Cluster, name: str, timeout_s: float) -> None:
 
 
 def terminating(crd: dict) -> str:
-    """A CRD's Terminating condition in one line, e.g. `Terminating: InstanceDeletionFailed (could not list ...)`."""
-    cond = next((c for c in (crd.get("status") or {}).get("conditions") or [] if c.get("type") == "Terminating"), None)
+    """A CRD's Terminating condition in one line, e.g. `Terminating=True: InstanceDeletionFailed (could not ...)`."""
+    cond = condition(crd, "Terminating")
     if cond is None:
         return "1 left, not terminating yet"
     return f"Terminating={cond.get('status')}: {cond.get('reason')} ({cond.get('message', '')})"
@@ -151,8 +152,8 @@ def finalizer_failed(crd: dict | None) -> bool:
     """Whether a deleted CRD's last finalizer try failed (and the finalizer may not try again by itself)."""
     if not crd or not crd["metadata"].get("deletionTimestamp"):
         return False
-    return any(c.get("type") == "Terminating" and c.get("reason") in FINALIZER_FAILED
-               for c in (crd.get("status") or {}).get("conditions") or [])
+    cond = condition(crd, "Terminating")
+    return cond is not None and cond.get("reason") in FINALIZER_FAILED
 
 
 def wait_gone(cluster: Cluster, api_version: str, kind: str, name: str, namespace: str | None,
