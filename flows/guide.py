@@ -25,31 +25,14 @@ from meshid import __version__, diagnostics, interrupt, reports
 from meshid.models import GuideParams, RunMode
 from meshid.results import Outcome, RunReport, StageResult, TargetRef
 from meshid.settings import load_settings
-from meshid.stages import FINALLY, STAGES, graph
+from meshid.stages.registry import CLEANUP, ROLLBACK, Stage, graph
 from meshid.stages.run_context import RunContext
 from meshid.stages.runner import describe
-from tasks import (apply_demo, apply_mesh_identity, apply_permission, cleanup, cluster_start,
-                   connectivity_after_permission, connectivity_before_permission, connectivity_probe,
-                   enable_injection, install_kong_mesh, install_spire, preflight, register_spiffe_ids,
-                   restart_workloads)
 from tasks import artifact_sink
-from tasks.rollback import rollback
-from tasks.stage import StageFailed, artifact_key, publish_run
+from tasks.stage import TASKS, StageFailed, artifact_key, publish_run
 
-TASKS = {task.name: task for task in (
-    preflight.preflight, cluster_start.cluster_start, install_kong_mesh.install_kong_mesh, apply_demo.apply_demo,
-    install_spire.install_spire, enable_injection.enable_injection, register_spiffe_ids.register_spiffe_ids,
-    apply_mesh_identity.apply_mesh_identity, restart_workloads.restart_workloads,
-    connectivity_before_permission.connectivity_before_permission, apply_permission.apply_permission,
-    connectivity_after_permission.connectivity_after_permission, connectivity_probe.connectivity_probe,
-    cleanup.cleanup)}
-assert set(TASKS) == set(STAGES), "every stage has exactly one task"
-ROLLBACK = "rollback"  # after cleanup, in a rollout that failed or was interrupted
 STOP_POLL_S = 0.1  # how often the stage loop looks for a stop request while stages run
 NOT_STARTED = "not started: the run was"  # a stage a stop request kept from starting
-DIAGNOSTIC_KINDS = [("kuma.io/v1alpha1", "Mesh"), ("kuma.io/v1alpha1", "MeshIdentity"),
-                    ("kuma.io/v1alpha1", "MeshTrafficPermission"), ("kuma.io/v1alpha1", "MeshService"),
-                    ("spire.spiffe.io/v1alpha1", "ClusterSPIFFEID")]
 
 
 def resolve(name: str, future: PrefectFuture, ctx: RunContext) -> StageResult:
@@ -61,6 +44,11 @@ def resolve(name: str, future: PrefectFuture, ctx: RunContext) -> StageResult:
         return value.result
     return StageResult.from_checks(name, [], started_at=ctx.stage_started.get(name, datetime.now(UTC)),
                                    attempts=ctx.stage_attempts.get(name, 1), error=value)
+
+
+def run_one(stage: Stage, ctx: RunContext) -> StageResult:
+    """Run one stage on its own (cleanup, rollback, a plan) and wait for its result."""
+    return resolve(stage.name, TASKS[stage.name].submit(quote(ctx)), ctx)
 
 
 def kubeconfig_from_block(params: GuideParams) -> str | None:
@@ -80,7 +68,7 @@ def _skipped(name: str, why: str) -> StageResult:
 def run_stages(ctx: RunContext, on_done) -> dict[str, StageResult]:
     """Run every stage of the run's mode as soon as its dependencies passed; skip those whose dependencies did not,
     and every one not started once the run is stopped."""
-    pending = dict(graph(ctx.params.mode)[1])
+    pending = graph(ctx.params.mode).needs()
     running: dict[str, PrefectFuture] = {}
     results: dict[str, StageResult] = {}
     while pending or running:
@@ -104,15 +92,14 @@ def run_stages(ctx: RunContext, on_done) -> dict[str, StageResult]:
     return results
 
 
-def _diagnose(ctx: RunContext) -> diagnostics.Diagnostics | None:
-    """Events, pods, logs, custom resources and releases, saved under the run directory and as an artifact."""
+def _diagnose(ctx: RunContext, failed: list[str]) -> diagnostics.Diagnostics | None:
+    """Events, pods, logs, custom resources and releases, as the records of the failed stages and of those they stand
+    on name them, saved under the run directory and as an artifact."""
     if ctx.handle is None:
         return None
-    p = ctx.params
-    ns = p.namespaces
-    diag = diagnostics.collect(ctx.cluster, ctx.helm, [ns.control_plane, ns.demo, ns.spire],
-                               [("kong-mesh", ns.control_plane), (ns.spire_release, ns.spire), ("spire-crds", ns.spire)],
-                               ctx.run_dir / "diagnostics", DIAGNOSTIC_KINDS)
+    found = graph(ctx.params.mode).evidence(failed, ctx.params)
+    diag = diagnostics.collect(ctx.cluster, ctx.helm, list(found.namespaces), list(found.releases),
+                               ctx.run_dir / "diagnostics", list(found.kinds))
     artifact_sink.markdown(artifact_key(ctx, "diagnostics"), diag.markdown(),
                            f"diagnostics of {ctx.run_id} (files in {ctx.run_dir / 'diagnostics'})")
     return diag
@@ -123,28 +110,29 @@ def run_guide(ctx: RunContext) -> RunReport:
     started = datetime.now(UTC)
     progress = artifact_sink.progress(artifact_key(ctx, "progress"), f"stages of {ctx.run_id}")
 
-    order = graph(ctx.params.mode)[0]
+    order = graph(ctx.params.mode).order
 
     def advance(results: dict[str, StageResult]) -> None:
         progress(100.0 * len(results) / len(order))
 
     results = run_stages(ctx, advance)
-    ctx.run_failed = any(r.outcome is Outcome.FAILED for r in results.values())
+    failed = [name for name, result in results.items() if result.outcome is Outcome.FAILED]
+    ctx.run_failed = bool(failed)
     ctx.interrupted = interrupt.received() is not None
     ctx.ledger.update_run(outcome=(Outcome.INTERRUPTED if ctx.interrupted else Outcome.FAILED if ctx.run_failed
                                    else Outcome.PASSED).value)
     diag_dir = None
     if ctx.run_failed and not ctx.interrupted:
         try:
-            diag = _diagnose(ctx)
+            diag = _diagnose(ctx, failed)
             diag_dir = str(ctx.run_dir / "diagnostics") if diag else None
         except Exception as exc:  # diagnostics must never hide the failure they describe
             get_run_logger().warning("collecting diagnostics failed: %s", describe(exc))
-    results[FINALLY] = resolve(FINALLY, TASKS[FINALLY].submit(quote(ctx)), ctx)
+    results[CLEANUP.name] = run_one(CLEANUP, ctx)
     advance(results)
     stages = [results[n] for n in order]
     if ctx.params.mode is RunMode.ROLLOUT and (ctx.run_failed or ctx.interrupted) and ctx.ledger.entries:
-        stages.append(resolve(ROLLBACK, rollback.submit(quote(ctx)), ctx))  # nothing half-applied stays
+        stages.append(run_one(ROLLBACK, ctx))  # nothing half-applied stays
     signum = interrupt.received()
     report = run_report(ctx, stages, started, diagnostics_dir=diag_dir,
                         signal=interrupt.signal_name(signum) if signum else None,
@@ -176,7 +164,7 @@ def interrupted_stages(stages: list[StageResult]) -> list[str]:
     starting (or cleanup, when the signal came after every stage)."""
     stopped = [s.name for s in stages if s.outcome is Outcome.INTERRUPTED]
     never = [s.name for s in stages if s.outcome is Outcome.SKIPPED and s.error and NOT_STARTED in s.error]
-    return stopped or never[:1] or [FINALLY]
+    return stopped or never[:1] or [CLEANUP.name]
 
 
 def start_run(params: GuideParams, kubeconfig_text: str | None = None) -> RunContext:

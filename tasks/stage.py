@@ -1,4 +1,5 @@
-"""The one way a guide stage becomes a Prefect task: retries for transient errors only, artifacts, a result.
+"""The one way a stage becomes a Prefect task (retries for transient errors only, artifacts, a result), and `TASKS`:
+one task per record of `meshid.stages.registry`.
 
 A stage that fails (or is interrupted) raises `StageFailed` carrying its `StageResult`, so the task run is Failed in
 the UI and the flow still gets every check; a transient error that outlives the retries propagates as itself.
@@ -19,8 +20,9 @@ from meshid import reports, terminal
 from meshid.errors import MeshidError, is_transient
 from meshid.naming import slug
 from meshid.results import Outcome, StageResult
+from meshid.stages import registry
 from meshid.stages.run_context import RunContext
-from meshid.stages.runner import StageBody, run_stage
+from meshid.stages.runner import run_stage
 from tasks import artifact_sink
 
 RETRIES = 2
@@ -74,8 +76,9 @@ def publish_run(ctx: RunContext, stages: list[StageResult]) -> None:
         artifact_sink.table(artifact_key(ctx, "touched"), rows, f"what {ctx.run_id} touched, stage by stage")
 
 
-def stage_task(name: str, body: StageBody) -> Task:
-    """A Prefect task that runs stage `name` with `body` against a RunContext."""
+def stage_task(stage: registry.Stage) -> Task:
+    """A Prefect task that runs `stage` against a RunContext."""
+    name = stage.name
 
     @task(name=name, retries=RETRIES, retry_delay_seconds=RETRY_DELAYS_S, retry_condition_fn=retry_transient,
           cache_policy=NO_CACHE)  # no tags: each tag costs a concurrency-limit lookup per task run
@@ -87,7 +90,7 @@ def stage_task(name: str, body: StageBody) -> Task:
         logger.info("stage %s, attempt %d", name, attempt)
         terminal.stage_started(name, attempt)
         try:
-            result = run_stage(name, body, ctx, attempt=attempt, started_at=started)
+            result = run_stage(name, stage.body, ctx, attempt=attempt, started_at=started)
         except Exception as exc:
             logger.warning("stage %s attempt %d: transient error, %s", name, attempt, exc)
             raise
@@ -101,3 +104,6 @@ def stage_task(name: str, body: StageBody) -> Task:
         return result
 
     return run
+
+
+TASKS = {stage.name: stage_task(stage) for stage in registry.STAGES}
