@@ -34,7 +34,7 @@ from prefect.states import Cancelled, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.cleanup_hooks import finish_cleanup
-from flows.guide import end_state, kubeconfig_from_block, run_guide, run_one, run_report, start_run
+from flows.guide import end_state, kubeconfig_from_block, resolve, run_guide, run_report, start_run, submit
 from meshid import interrupt, recovery
 from meshid.fleet.clusters import lock_name
 from meshid.fleet.results import LOCAL_WORKER, TargetResult
@@ -102,7 +102,7 @@ def _target_report(ctx: RunContext, mode: FleetMode) -> RunReport:
     """The plan stage alone, or the guide."""
     if mode is FleetMode.PLAN:
         started = datetime.now(UTC)
-        stage = run_one(PLAN, ctx)
+        stage = resolve(PLAN.name, submit(PLAN.name, ctx, None))
         report = run_report(ctx, [stage], started)
         publish_run(ctx, [stage])
         recovery.finish(ctx.ledger, Cleanup.DONE, "run", "nothing to clean up: a plan changes nothing")

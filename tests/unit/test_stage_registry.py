@@ -56,8 +56,8 @@ def _named_checks(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     found = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
              and isinstance(node.value, ast.Name) and node.value.id == "checks"}
-    found |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module == "meshid.checks"
-              for alias in node.names}
+    found |= {alias.name for node in ast.walk(tree)
+              if isinstance(node, ast.ImportFrom) and node.module == "meshid.checks" for alias in node.names}
     return {name for name in found if re.fullmatch(r"MID\d+", name)}
 
 
