@@ -47,8 +47,8 @@ def resolve(name: str, future: PrefectFuture) -> StageResult:
     return StageResult.from_checks(name, [], started_at=datetime.now(UTC), error=value)  # its task crashed
 
 
-def submit(stage: str, ctx: RunContext, cluster: ClusterHandle | None, after: Iterable[PrefectFuture] = ()) \
-        -> PrefectFuture:
+def submit(stage: str, ctx: RunContext, cluster: ClusterHandle | None,
+           after: Iterable[PrefectFuture] = ()) -> PrefectFuture:
     """Start stage `stage`'s task on `cluster` once the tasks of `after` finished, whatever their outcome; Prefect
     records both as the task run's inputs, so its graph shows what each stage stood on."""
     return TASKS[stage].submit(quote(ctx), cluster=cluster, wait_for=[allow_failure(f) for f in after])
