@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
 
 import yaml
@@ -46,6 +47,7 @@ def _held_pod_ready(stage: dict) -> dict:
     return stage
 
 
+@cache  # the files are kwok's, cached by version: the same for every sandbox a process starts
 def documents(stages_dir: Path, names: tuple[str, ...]) -> str:
     """The Stage documents for a kwokctl config file, read from kwok's own files in `stages_dir`."""
     stages = [yaml.safe_load((stages_dir / f"{name}.yaml").read_text()) for name in names]
