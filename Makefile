@@ -14,7 +14,7 @@ export DO_NOT_TRACK := 1
 
 install: $(VENV)/.installed system-tools bytecode
 
-# Debian packages the tests use: jq and curl (sandbox/guide.sh runs the guide's own commands), chromium (the Prefect
+# Debian packages the tests use: jq and curl (bench/guide.sh runs the guide's own commands), chromium (the Prefect
 # UI test in tests/deployments; without it that one test is skipped), postgresql (the stack tests/deployments start;
 # pg_ctlcluster comes with it). Installed when missing and we are root.
 SYSTEM_TOOLS := jq:jq curl:curl chromium:chromium pg_ctlcluster:postgresql

@@ -1,4 +1,4 @@
-"""Benchmark: the meshid pipeline against the guide's own commands (sandbox/guide.sh), same emulator timings.
+"""Benchmark: the meshid pipeline against the guide's own commands (bench/guide.sh), same emulator timings.
 
 Each round runs both on fresh sandboxes, alternating which goes first; the last line is the median ratio
 pipeline / shell as `ratio=<x>` (target: 0.8 or less).
@@ -123,7 +123,7 @@ def main() -> None:
         pipeline, shell = [], []
         for i in range(args.rounds):
             runs = [("pipeline", [MESHID, "run", "--target-name", f"bench-{i}"], pipeline),
-                    ("shell", ["bash", str(ROOT / "sandbox" / "guide.sh")], shell)]
+                    ("shell", ["bash", str(ROOT / "bench" / "guide.sh")], shell)]
             for label, argv, times in (runs if i % 2 == 0 else runs[::-1]):
                 times.append(timed(argv, env, work / f"{label}-{i}.log"))
                 print(f"round {i + 1} {label}: {times[-1]:.1f}s", flush=True)

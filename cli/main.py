@@ -28,7 +28,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the meshid command line; returns the exit code."""
     from meshid.errors import ExternalCallError, InputError, WaitTimeout
-    from sandbox.errors import SandboxError, StartFailed
 
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
@@ -42,12 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         print(f"meshid: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (StartFailed, ExternalCallError, WaitTimeout) as exc:
+    except (ExternalCallError, WaitTimeout) as exc:
         print(f"meshid: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    except SandboxError as exc:
-        print(f"meshid: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
 
 
 def entry() -> None:

@@ -1,4 +1,5 @@
-"""`meshid sandbox up|down|kubeconfig|status|faults|traffic`: local clusters through `sandbox.lifecycle`."""
+"""`meshid sandbox up|down|kubeconfig|status|faults|traffic`: local clusters, through the sandbox provider
+(`meshid.providers.sandbox`), the one module of meshid that drives the sandbox."""
 
 from __future__ import annotations
 
@@ -11,64 +12,51 @@ from cli.tables import print_rows
 
 
 def _sandbox_up(args: argparse.Namespace) -> int:
-    from sandbox import lifecycle
+    from meshid.providers import sandbox
 
     print(f"starting sandbox {args.name} with {args.nodes} node(s)...", file=sys.stderr)
-    info = lifecycle.up(args.name, nodes=args.nodes, api_port=args.api_port, tick_s=args.tick)
+    info = sandbox.up(args.name, nodes=args.nodes, api_port=args.api_port, tick_s=args.tick)
     print(f"sandbox {info.name} is up: API {info.api_url}, charts {info.chart_repo_url}", file=sys.stderr)
     print(info.kubeconfig)
     return EXIT_OK
 
 
 def _sandbox_down(args: argparse.Namespace) -> int:
-    from sandbox import lifecycle
+    from meshid.providers import sandbox
 
     if args.all:
-        names = lifecycle.down_all()
+        names = sandbox.down_all()
         print(f"sandboxes down: {', '.join(names)}" if names else "no sandbox was up", file=sys.stderr)
         return EXIT_OK
-    lifecycle.down(args.name)
+    sandbox.down(args.name)
     print(f"sandbox {args.name} is down", file=sys.stderr)
     return EXIT_OK
 
 
 def _sandbox_kubeconfig(args: argparse.Namespace) -> int:
-    from sandbox import lifecycle
+    from meshid.providers import sandbox
 
-    print(lifecycle.get(args.name).kubeconfig)
+    print(sandbox.kubeconfig(args.name))
     return EXIT_OK
 
 
-def _owner(owner: dict | None) -> str:
-    """Who started a sandbox: a run whose process still runs, one that is gone (the sandbox is orphaned), or a
-    person (`meshid sandbox up`)."""
-    from meshid.runrecord import Writer
-
-    if not owner or "pid" not in owner:
-        return "-"
-    alive = Writer(pid=owner["pid"], start_ticks=owner["start_ticks"]).alive()
-    return f"run {owner.get('run_id')} ({'pid ' + str(owner['pid']) if alive else 'gone: orphaned'})"
-
-
 def _sandbox_status(args: argparse.Namespace) -> int:
-    from sandbox import lifecycle
+    from meshid.providers import sandbox
 
-    rows = [{**info.to_json(), "running": info.running(), "owned_by": _owner(info.owner)}
-            for info in lifecycle.status()]
-    print_rows(rows, args.output, "no sandbox is up", ("name", "running", "nodes", "api_url", "chart_repo_url",
-                                                       "owned_by"))
+    print_rows(sandbox.status(), args.output, "no sandbox is up", ("name", "running", "nodes", "api_url",
+                                                                  "chart_repo_url", "owned_by"))
     return EXIT_OK
 
 
 def _sandbox_traffic(args: argparse.Namespace) -> int:
-    from sandbox import lifecycle
+    from meshid.providers import sandbox
 
-    print(json.dumps(lifecycle.traffic(args.name), indent=2))
+    print(json.dumps(sandbox.traffic(args.name), indent=2))
     return EXIT_OK
 
 
 def _sandbox_faults(args: argparse.Namespace) -> int:
-    from sandbox import lifecycle
+    from meshid.providers import sandbox
 
     knobs = {}
     for pair in args.set or []:
@@ -79,7 +67,7 @@ def _sandbox_faults(args: argparse.Namespace) -> int:
             knobs[key] = json.loads(value)
         except json.JSONDecodeError:
             knobs[key] = value
-    print(json.dumps(lifecycle.set_faults(args.name, **knobs), indent=2))
+    print(json.dumps(sandbox.set_faults(args.name, knobs), indent=2))
     return EXIT_OK
 
 

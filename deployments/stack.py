@@ -35,6 +35,7 @@ from pathlib import Path
 
 import httpx
 
+from meshid.prefectserver import SERVER_TUNING
 from meshid.runrecord import Writer, proc_stat
 from sandbox import processes
 
@@ -271,7 +272,7 @@ def _server_env(stack: Stack) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     return {**env, "PREFECT_HOME": str(home), "PREFECT_SERVER_DATABASE_CONNECTION_URL": url,
             "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": LEASES, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "DO_NOT_TRACK": "1", "PREFECT_API_URL": stack.api_url}
+            "DO_NOT_TRACK": "1", "PREFECT_API_URL": stack.api_url, **SERVER_TUNING}
 
 
 def _healthy(stack: Stack) -> tuple[bool, str]:

@@ -8,6 +8,7 @@ cleanup from the ledger if the run could not (`flows.cleanup_hooks`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,50 +18,46 @@ from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 from prefect.states import Cancelled, Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
-from prefect.utilities.annotations import quote
+from prefect.utilities.annotations import allow_failure, quote
 
 from flows.cleanup_hooks import finish_cleanup
 from flows.futures import first_done, value_or_why
 from meshid import __version__, diagnostics, interrupt, reports
 from meshid.models import GuideParams, RunMode
+from meshid.providers import ClusterHandle
 from meshid.results import Outcome, RunReport, StageResult, TargetRef
 from meshid.settings import load_settings
-from meshid.stages import FINALLY, STAGES, graph
+from meshid.stages.registry import CLEANUP, ROLLBACK, graph
 from meshid.stages.run_context import RunContext
 from meshid.stages.runner import describe
-from tasks import (apply_demo, apply_mesh_identity, apply_permission, cleanup, cluster_start,
-                   connectivity_after_permission, connectivity_before_permission, connectivity_probe,
-                   enable_injection, install_kong_mesh, install_spire, preflight, register_spiffe_ids,
-                   restart_workloads)
 from tasks import artifact_sink
-from tasks.rollback import rollback
-from tasks.stage import StageFailed, artifact_key, publish_run
+from tasks.stage import TASKS, StageFailed, artifact_key, publish_run
 
-TASKS = {task.name: task for task in (
-    preflight.preflight, cluster_start.cluster_start, install_kong_mesh.install_kong_mesh, apply_demo.apply_demo,
-    install_spire.install_spire, enable_injection.enable_injection, register_spiffe_ids.register_spiffe_ids,
-    apply_mesh_identity.apply_mesh_identity, restart_workloads.restart_workloads,
-    connectivity_before_permission.connectivity_before_permission, apply_permission.apply_permission,
-    connectivity_after_permission.connectivity_after_permission, connectivity_probe.connectivity_probe,
-    cleanup.cleanup)}
-assert set(TASKS) == set(STAGES), "every stage has exactly one task"
-ROLLBACK = "rollback"  # after cleanup, in a rollout that failed or was interrupted
 STOP_POLL_S = 0.1  # how often the stage loop looks for a stop request while stages run
 NOT_STARTED = "not started: the run was"  # a stage a stop request kept from starting
-DIAGNOSTIC_KINDS = [("kuma.io/v1alpha1", "Mesh"), ("kuma.io/v1alpha1", "MeshIdentity"),
-                    ("kuma.io/v1alpha1", "MeshTrafficPermission"), ("kuma.io/v1alpha1", "MeshService"),
-                    ("spire.spiffe.io/v1alpha1", "ClusterSPIFFEID")]
 
 
-def resolve(name: str, future: PrefectFuture, ctx: RunContext) -> StageResult:
+def resolve(name: str, future: PrefectFuture) -> StageResult:
     """The stage's result, also when its task failed (checks failed, or a transient error outlived retries)."""
     value = value_or_why(future, (StageResult, StageFailed))
     if isinstance(value, StageResult):
         return value
     if isinstance(value, StageFailed):
         return value.result
-    return StageResult.from_checks(name, [], started_at=ctx.stage_started.get(name, datetime.now(UTC)),
-                                   attempts=ctx.stage_attempts.get(name, 1), error=value)
+    return StageResult.from_checks(name, [], started_at=datetime.now(UTC), error=value)  # its task crashed
+
+
+def submit(stage: str, ctx: RunContext, cluster: ClusterHandle | None,
+           after: Iterable[PrefectFuture] = ()) -> PrefectFuture:
+    """Start stage `stage`'s task on `cluster` once the tasks of `after` finished, whatever their outcome; Prefect
+    records both as the task run's inputs, so its graph shows what each stage stood on."""
+    return TASKS[stage].submit(quote(ctx), cluster=cluster, wait_for=[allow_failure(f) for f in after])
+
+
+def reached(results: Mapping[str, StageResult]) -> ClusterHandle | None:
+    """The run's cluster: the handle of the stage that started or reached it last (cluster-start, else preflight for
+    an existing cluster), or None."""
+    return next((r.cluster for r in reversed(results.values()) if r.cluster is not None), None)
 
 
 def kubeconfig_from_block(params: GuideParams) -> str | None:
@@ -77,11 +74,13 @@ def _skipped(name: str, why: str) -> StageResult:
     return StageResult(name=name, outcome=Outcome.SKIPPED, started_at=now, ended_at=now, error=why)
 
 
-def run_stages(ctx: RunContext, on_done) -> dict[str, StageResult]:
-    """Run every stage of the run's mode as soon as its dependencies passed; skip those whose dependencies did not,
-    and every one not started once the run is stopped."""
-    pending = dict(graph(ctx.params.mode)[1])
+def run_stages(ctx: RunContext, on_done) -> tuple[dict[str, StageResult], dict[str, PrefectFuture]]:
+    """Run every stage of the run's mode as soon as its dependencies passed, on the cluster the stages before it
+    reached; skip those whose dependencies did not, and every one not started once the run is stopped. Returns the
+    results in the order they came, and the tasks that ran."""
+    pending = graph(ctx.params.mode).needs()
     running: dict[str, PrefectFuture] = {}
+    ran: dict[str, PrefectFuture] = {}
     results: dict[str, StageResult] = {}
     while pending or running:
         if interrupt.requested():
@@ -94,25 +93,25 @@ def run_stages(ctx: RunContext, on_done) -> dict[str, StageResult]:
                 results[name] = _skipped(name, f"skipped: {', '.join(bad)} did not pass")
                 del pending[name]
             elif all(d in results for d in deps):
-                running[name] = TASKS[name].submit(quote(ctx))
+                running[name] = submit(name, ctx, reached(results), [ran[d] for d in deps])
                 del pending[name]
         if not running:
             continue
         for name in first_done(running, STOP_POLL_S):
-            results[name] = resolve(name, running.pop(name), ctx)
+            ran[name] = running.pop(name)
+            results[name] = resolve(name, ran[name])
             on_done(results)
-    return results
+    return results, ran
 
 
-def _diagnose(ctx: RunContext) -> diagnostics.Diagnostics | None:
-    """Events, pods, logs, custom resources and releases, saved under the run directory and as an artifact."""
+def _diagnose(ctx: RunContext, failed: list[str]) -> diagnostics.Diagnostics | None:
+    """Events, pods, logs, custom resources and releases, as the records of the failed stages and of those they stand
+    on name them, saved under the run directory and as an artifact."""
     if ctx.handle is None:
         return None
-    p = ctx.params
-    ns = p.namespaces
-    diag = diagnostics.collect(ctx.cluster, ctx.helm, [ns.control_plane, ns.demo, ns.spire],
-                               [("kong-mesh", ns.control_plane), (ns.spire_release, ns.spire), ("spire-crds", ns.spire)],
-                               ctx.run_dir / "diagnostics", DIAGNOSTIC_KINDS)
+    found = graph(ctx.params.mode).evidence(failed, ctx.params)
+    diag = diagnostics.collect(ctx.cluster, ctx.helm, list(found.namespaces), list(found.releases),
+                               ctx.run_dir / "diagnostics", list(found.kinds))
     artifact_sink.markdown(artifact_key(ctx, "diagnostics"), diag.markdown(),
                            f"diagnostics of {ctx.run_id} (files in {ctx.run_dir / 'diagnostics'})")
     return diag
@@ -123,28 +122,31 @@ def run_guide(ctx: RunContext) -> RunReport:
     started = datetime.now(UTC)
     progress = artifact_sink.progress(artifact_key(ctx, "progress"), f"stages of {ctx.run_id}")
 
-    order = graph(ctx.params.mode)[0]
+    order = graph(ctx.params.mode).order
 
     def advance(results: dict[str, StageResult]) -> None:
         progress(100.0 * len(results) / len(order))
 
-    results = run_stages(ctx, advance)
-    ctx.run_failed = any(r.outcome is Outcome.FAILED for r in results.values())
-    ctx.interrupted = interrupt.received() is not None
-    ctx.ledger.update_run(outcome=(Outcome.INTERRUPTED if ctx.interrupted else Outcome.FAILED if ctx.run_failed
+    results, ran = run_stages(ctx, advance)
+    failed = [name for name, result in results.items() if result.outcome is Outcome.FAILED]
+    interrupted = interrupt.received() is not None
+    # cleanup reads the outcome here: an unfinished run is cleaned up, a failed one kept under `on-success`
+    ctx.ledger.update_run(outcome=(Outcome.INTERRUPTED if interrupted else Outcome.FAILED if failed
                                    else Outcome.PASSED).value)
+    cluster = reached(results)
     diag_dir = None
-    if ctx.run_failed and not ctx.interrupted:
+    if failed and not interrupted:
         try:
-            diag = _diagnose(ctx)
+            diag = _diagnose(ctx.on(cluster), failed)
             diag_dir = str(ctx.run_dir / "diagnostics") if diag else None
         except Exception as exc:  # diagnostics must never hide the failure they describe
             get_run_logger().warning("collecting diagnostics failed: %s", describe(exc))
-    results[FINALLY] = resolve(FINALLY, TASKS[FINALLY].submit(quote(ctx)), ctx)
+    cleanup = submit(CLEANUP.name, ctx, cluster, ran.values())
+    results[CLEANUP.name] = resolve(CLEANUP.name, cleanup)
     advance(results)
     stages = [results[n] for n in order]
-    if ctx.params.mode is RunMode.ROLLOUT and (ctx.run_failed or ctx.interrupted) and ctx.ledger.entries:
-        stages.append(resolve(ROLLBACK, rollback.submit(quote(ctx)), ctx))  # nothing half-applied stays
+    if ctx.params.mode is RunMode.ROLLOUT and (failed or interrupted) and ctx.ledger.entries:
+        stages.append(resolve(ROLLBACK.name, submit(ROLLBACK.name, ctx, cluster, [cleanup])))  # nothing half-applied
     signum = interrupt.received()
     report = run_report(ctx, stages, started, diagnostics_dir=diag_dir,
                         signal=interrupt.signal_name(signum) if signum else None,
@@ -161,10 +163,10 @@ def run_report(ctx: RunContext, stages: list[StageResult], started: datetime, **
     """The run's report (`interruption`: RunReport.build's diagnostics_dir, signal, interrupted_stages), its
     outcome in the run's ledger, and `report.json` in the run dir."""
     target = ctx.params.target
+    versions = {"meshid": __version__} | {k: v for stage in stages for k, v in stage.versions.items()}
     report = RunReport.build(run_id=ctx.run_id, target=TargetRef(name=target.name, provider=target.provider.value),
-                             trust_domain=ctx.params.trust_domain, stages=stages,
-                             versions={"meshid": __version__, **ctx.versions}, started_at=started,
-                             fixtures=(ctx.params.namespaces.probe,), **interruption)
+                             trust_domain=ctx.params.trust_domain, stages=stages, versions=versions,
+                             started_at=started, fixtures=(ctx.params.namespaces.probe,), **interruption)
     ctx.ledger.update_run(outcome=report.outcome.value, stage=report.stopped_at or report.failed_stage,
                           signal=report.signal)
     reports.write_json(report, ctx.run_dir / "report.json")
@@ -176,7 +178,7 @@ def interrupted_stages(stages: list[StageResult]) -> list[str]:
     starting (or cleanup, when the signal came after every stage)."""
     stopped = [s.name for s in stages if s.outcome is Outcome.INTERRUPTED]
     never = [s.name for s in stages if s.outcome is Outcome.SKIPPED and s.error and NOT_STARTED in s.error]
-    return stopped or never[:1] or [FINALLY]
+    return stopped or never[:1] or [CLEANUP.name]
 
 
 def start_run(params: GuideParams, kubeconfig_text: str | None = None) -> RunContext:

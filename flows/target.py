@@ -32,10 +32,9 @@ from prefect.exceptions import ObjectAlreadyExists
 from prefect.runtime import flow_run
 from prefect.states import Cancelled, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
-from prefect.utilities.annotations import quote
 
 from flows.cleanup_hooks import finish_cleanup
-from flows.guide import end_state, kubeconfig_from_block, resolve, run_guide, run_report, start_run
+from flows.guide import end_state, kubeconfig_from_block, resolve, run_guide, run_report, start_run, submit
 from meshid import interrupt, recovery
 from meshid.fleet.clusters import lock_name
 from meshid.fleet.results import LOCAL_WORKER, TargetResult
@@ -44,9 +43,9 @@ from meshid.models import GuideParams
 from meshid.results import Outcome, RunReport
 from meshid.runrecord import Cleanup
 from meshid.settings import load_settings
+from meshid.stages.registry import PLAN
 from meshid.stages.run_context import RunContext
 from tasks import artifact_sink
-from tasks.plan import plan
 from tasks.stage import publish_run
 
 RESULT_KEY = "fleet-target-result"
@@ -103,7 +102,7 @@ def _target_report(ctx: RunContext, mode: FleetMode) -> RunReport:
     """The plan stage alone, or the guide."""
     if mode is FleetMode.PLAN:
         started = datetime.now(UTC)
-        stage = resolve("plan", plan.submit(quote(ctx)), ctx)
+        stage = resolve(PLAN.name, submit(PLAN.name, ctx, None))
         report = run_report(ctx, [stage], started)
         publish_run(ctx, [stage])
         recovery.finish(ctx.ledger, Cleanup.DONE, "run", "nothing to clean up: a plan changes nothing")

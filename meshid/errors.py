@@ -17,7 +17,8 @@ redacted (`caused_by`); each mapping decides `transient` from what it knows ther
 - pods/exec over websocket-client: `meshid.podexec.exec_error` (the status of a refused stream; a failed connection);
 - helm, minikube, kind: `meshid.subprocesses.command_failed` (a tool's error text is all it says);
 - python-on-whales: `meshid.providers.base.docker_error` (the docker CLI's error text);
-- the sandbox: `meshid.providers.sandbox.sandbox_error` (the error's type);
+- the sandbox: `meshid.providers.sandbox` (the error's type; `sandbox_error` for a run's cluster, `_command` for
+  `meshid sandbox ...`);
 - an HTTP call through a port-forward (httpx) is an answer, with no status when the transport failed
   (`meshid.probes.Probe.call`); `meshid.envoy_admin` raises a transient error for a missing or 5xx answer.
 `is_transient` looks at meshid's own types only: a foreign exception that got past every boundary is a bug, not a

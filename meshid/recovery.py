@@ -223,9 +223,7 @@ def _context(ledger: Ledger, settings: MeshidSettings) -> RunContext:
                     else None, kubeconfig=run.kubeconfig, context=run.context)
     params = GuideParams(target=target, trust_domain=run.trust_domain)
     ctx = RunContext(params=params, settings=settings, run_id=run.run_id, run_dir=ledger.path.parent, ledger=ledger)
-    if run.kubeconfig:
-        ctx.handle = ctx.provider.handle(Path(run.kubeconfig), run.context, owned=False)
-    return ctx
+    return ctx.on(ctx.provider.handle(Path(run.kubeconfig), run.context, owned=False)) if run.kubeconfig else ctx
 
 
 def _stop_leftovers(run_id: str) -> None:

@@ -93,6 +93,10 @@ class StageResult(_Record):
     tables: dict[str, list[dict[str, str]]] = {}
     started_at: UtcDatetime
     ended_at: UtcDatetime
+    # What it found for the stages after it and the run's report, never in its own JSON: the cluster it started or
+    # reached (a `meshid.providers.ClusterHandle`), the versions of the components it met.
+    cluster: Any = Field(default=None, exclude=True, repr=False)
+    versions: dict[str, str] = Field(default={}, exclude=True)
 
     @model_validator(mode="after")
     def _ends_after_start(self) -> StageResult:
@@ -146,6 +150,8 @@ class StageResult(_Record):
         transient_calls: int = 0,
         interrupted: bool = False,
         tables: Mapping[str, list[dict[str, str]]] | None = None,
+        cluster: Any = None,
+        versions: Mapping[str, str] | None = None,
     ) -> StageResult:
         """A finished stage: interrupted when a signal stopped it, failed on `error` or on any blocking check, else
         passed; `ended_at` defaults to now."""
@@ -162,6 +168,8 @@ class StageResult(_Record):
             tables=dict(tables or {}),
             started_at=started_at,
             ended_at=ended_at or datetime.now(UTC),
+            cluster=cluster,
+            versions=dict(versions or {}),
         )
 
 

@@ -116,10 +116,6 @@ class RunRecord(BaseModel):
             return RunState(self.outcome) if self.cleaned_by == "run" and self.outcome else RunState.RECOVERED
         return RunState.RUNNING if self.writer.alive() else RunState.UNRECOVERED
 
-    def recoverable(self) -> bool:
-        """Unfinished and its writer gone, or the writer is this process (a crash hook): recovery may act."""
-        return not self.finished and (not self.writer.alive() or self.writer.is_current())
-
     def same_cluster(self, other: RunRecord) -> bool:
         """Whether both runs work on the same cluster."""
         return self.cluster_key() == other.cluster_key()

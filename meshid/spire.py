@@ -73,16 +73,6 @@ class SpireRelease:
         """The controller manager's className (`<namespace>-<release>`); it reconciles only CRs of this class."""
         return f"{self.namespace}-{self.release}"
 
-    @property
-    def fallback_cluster_spiffe_id(self) -> str:
-        """The chart's own fallback ClusterSPIFFEID, which issues `/ns/<ns>/sa/<sa>` IDs to every other pod."""
-        return f"{self.controller_class}-default"
-
-    @property
-    def webhook(self) -> str:
-        """The controller manager's ValidatingWebhookConfiguration (fails closed once the post-install hook ran)."""
-        return f"{self.namespace}-{self.server.removesuffix('-server')}-controller-manager-webhook"
-
     def entries(self, cluster: Cluster, timeout_s: float) -> list[Entry]:
         """The registration entries the server holds, read with its own CLI in its pod (what an operator runs with
         `kubectl exec`); ExternalCallError (transient) while the server cannot answer."""

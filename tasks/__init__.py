@@ -1,1 +1,1 @@
-"""Prefect tasks, one module per guide stage; each is a thin wrapper of a `meshid.stages` body."""
+"""Prefect tasks: one per guide stage, all made by `tasks.stage`, and the artifact sink."""

@@ -1,7 +1,8 @@
-"""The one way a guide stage becomes a Prefect task: retries for transient errors only, artifacts, a result.
+"""The one way a stage becomes a Prefect task (retries for transient errors only, artifacts, a result), and `TASKS`:
+one task per record of `meshid.stages.registry`.
 
 A stage that fails (or is interrupted) raises `StageFailed` carrying its `StageResult`, so the task run is Failed in
-the UI and the flow still gets every check; a transient error that outlives the retries propagates as itself.
+the UI and the flow still gets every check; so does a transient error that outlives the retries.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from prefect.states import State
 from meshid import reports, terminal
 from meshid.errors import MeshidError, is_transient
 from meshid.naming import slug
+from meshid.providers import ClusterHandle
 from meshid.results import Outcome, StageResult
+from meshid.stages import registry
 from meshid.stages.run_context import RunContext
-from meshid.stages.runner import StageBody, run_stage
+from meshid.stages.runner import describe, run_stage
 from tasks import artifact_sink
 
 RETRIES = 2
@@ -74,23 +77,28 @@ def publish_run(ctx: RunContext, stages: list[StageResult]) -> None:
         artifact_sink.table(artifact_key(ctx, "touched"), rows, f"what {ctx.run_id} touched, stage by stage")
 
 
-def stage_task(name: str, body: StageBody) -> Task:
-    """A Prefect task that runs stage `name` with `body` against a RunContext."""
+def stage_task(stage: registry.Stage) -> Task:
+    """A Prefect task that runs `stage` against a RunContext on `cluster`, the handle the stage that started or
+    reached the cluster returned (a parameter, so Prefect records where it came from)."""
+    name = stage.name
+    first_started: dict[str, datetime] = {}  # by task run: where its retries' duration starts
 
     @task(name=name, retries=RETRIES, retry_delay_seconds=RETRY_DELAYS_S, retry_condition_fn=retry_transient,
           cache_policy=NO_CACHE)  # no tags: each tag costs a concurrency-limit lookup per task run
-    def run(ctx: RunContext) -> StageResult:
+    def run(ctx: RunContext, cluster: ClusterHandle | None = None) -> StageResult:
         attempt = current_task_run.run_count or 1
-        started = ctx.stage_started.setdefault(name, datetime.now(UTC))
-        ctx.stage_attempts[name] = attempt
+        started = first_started.setdefault(current_task_run.id, datetime.now(UTC))
         logger = get_run_logger()
         logger.info("stage %s, attempt %d", name, attempt)
         terminal.stage_started(name, attempt)
         try:
-            result = run_stage(name, body, ctx, attempt=attempt, started_at=started)
+            result = run_stage(name, stage.body, ctx.on(cluster), attempt=attempt, started_at=started)
         except Exception as exc:
             logger.warning("stage %s attempt %d: transient error, %s", name, attempt, exc)
-            raise
+            if attempt <= RETRIES:
+                raise
+            result = StageResult.from_checks(name, [], started_at=started, attempts=attempt, error=describe(exc))
+        first_started.pop(current_task_run.id, None)
         publish(ctx, result)
         terminal.stage_ended(result)
         shown = terminal.marks(sys.stderr)  # Prefect's console handler writes to stderr
@@ -101,3 +109,6 @@ def stage_task(name: str, body: StageBody) -> Task:
         return result
 
     return run
+
+
+TASKS = {stage.name: stage_task(stage) for stage in registry.STAGES}

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 from meshid import checks, interrupt, recovery
 from meshid.models import CleanupPolicy
+from meshid.results import Outcome
 from meshid.runrecord import Cleanup
 from meshid.stages.run_context import RunContext
 from meshid.stages.output import StageOutput
 
 
 def run(ctx: RunContext, out: StageOutput) -> None:
-    """Clean up per policy (an interrupted run counts as unfinished, not failed: `on-success` cleans it up too); a
-    cleanup that leaves anything behind fails the stage (and so the run). Only a second signal stops it."""
+    """Clean up per policy, after the run's outcome is in its ledger (an interrupted run counts as unfinished, not
+    failed: `on-success` cleans it up too); a cleanup that leaves anything behind fails the stage (and so the run).
+    Only a second signal stops it."""
     policy = ctx.params.cleanup
-    keep = policy is CleanupPolicy.NEVER or (policy is CleanupPolicy.ON_SUCCESS and ctx.run_failed
-                                             and not ctx.interrupted)
+    keep = policy is CleanupPolicy.NEVER or (policy is CleanupPolicy.ON_SUCCESS
+                                             and ctx.ledger.run.outcome == Outcome.FAILED.value)
     if ctx.handle is None and not ctx.ledger.entries:
         out.check(checks.MID070, True, "no cluster was started or reached: nothing to clean up")
         recovery.finish(ctx.ledger, Cleanup.DONE, "run", "nothing to clean up")

@@ -1,4 +1,5 @@
-"""What a stage body reports while it runs: checks, what it touched, the HTTP exchange, transient calls, tables."""
+"""What a stage body reports while it runs: checks, what it touched, the HTTP exchange, transient calls, tables,
+the versions it met."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ class StageOutput:
     http: HttpExchange | None = None
     transient_calls: int = 0
     tables: dict[str, list[dict[str, str]]] = field(default_factory=dict)  # name -> rows, e.g. a rollout's impact
+    versions: dict[str, str] = field(default_factory=dict)  # component -> version, for the run's report
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def check(self, spec: checks.CheckSpec, ok: bool, message: str) -> bool:

@@ -42,7 +42,7 @@ def _dry_run(ctx: RunContext, obj: Manifest, namespaces: set[str]) -> tuple[str,
 def run(ctx: RunContext, out: StageOutput) -> None:
     """Preflight's checks (a rollout's impact among them), then what helm and a server-side dry run of every
     manifest would do (the rules equivalents of legacy permissions too); changes nothing."""
-    preflight.run(ctx, out)
+    ctx = ctx.on(preflight.run(ctx, out))
     if any(c.blocking and c.code != checks.MID091.code for c in out.checks):
         return  # an uncovered impact still gets its plan: it is what the operator decides on
     p, ns = ctx.params, ctx.params.namespaces

@@ -10,14 +10,16 @@ from meshid.helm import Helm
 from meshid.manifests import MANAGED_BY, MANAGED_BY_LABEL
 from meshid.impact import Impact, scan
 from meshid.models import ProviderName, RunMode
+from meshid.providers import ClusterHandle
 from meshid.stages.connectivity import permitting
 from meshid.stages.run_context import RunContext
 from meshid.stages.output import StageOutput
 from meshid.storage import datastore_claimable
 
 
-def run(ctx: RunContext, out: StageOutput) -> None:
-    """Check everything that can be checked before the run changes anything."""
+def run(ctx: RunContext, out: StageOutput) -> ClusterHandle | None:
+    """Check everything that can be checked before the run changes anything; an existing cluster is reached for
+    that, and its handle returned."""
     p = ctx.params
     problems = p.consistency_problems()
     value = p.permission.resolved_value(p.trust_domain, p.namespaces.demo)
@@ -35,14 +37,15 @@ def run(ctx: RunContext, out: StageOutput) -> None:
         helm = Helm(ctx.run_dir / "no-kubeconfig", binary=tools.find(ctx.settings.helm_bin, ctx.settings.home))
         version = helm.version(p.timeouts.apply_s)
         out.check(checks.MID001, version.startswith(("v3.", "v4.")), f"helm {version}")
-        ctx.versions["helm"] = version
+        out.versions["helm"] = version
     except ExternalCallError as exc:
         out.check(checks.MID001, False, str(exc))
     for ok, message in ctx.provider.preflight():
         out.check(checks.MID001, ok, message)
     _earlier_runs_finished(ctx, out)
     if p.target.provider is ProviderName.CONTEXT and not out.blocked:
-        _existing_cluster(ctx, out)
+        return _existing_cluster(ctx, out)
+    return None
 
 
 def _earlier_runs_finished(ctx: RunContext, out: StageOutput) -> None:
@@ -54,20 +57,21 @@ def _earlier_runs_finished(ctx: RunContext, out: StageOutput) -> None:
               if stale else "no unrecovered earlier run on this cluster")
 
 
-def _existing_cluster(ctx: RunContext, out: StageOutput) -> None:
+def _existing_cluster(ctx: RunContext, out: StageOutput) -> ClusterHandle:
     handle = ctx.provider.start(ctx.params.timeouts.apply_s)
-    ctx.handle = handle
+    ctx = ctx.on(handle)
     version = ctx.cluster.version()
     out.check(checks.MID002, True, f"context {handle.context or '(current)'} answers: Kubernetes {version}")
     out.check(checks.MID023, *datastore_claimable(ctx.cluster, ctx.params.spire, ctx.params.spire_persistence))
     if ctx.params.mode is RunMode.ROLLOUT:
         rollout_impact(ctx, out)
-        return  # a rollout finds its own earlier work in place: that is what it converges, not a leftover
+        return handle  # a rollout finds its own earlier work in place: that is what it converges, not a leftover
     leftovers, _ = ctx.cluster.list("v1", "Namespace", label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}")
     names = [n["metadata"]["name"] for n in leftovers]
     out.check(checks.MID006, not names, f"namespaces left by an earlier meshid run: {', '.join(names)}" if names
               else "no namespaces left by an earlier meshid run")
     _no_permission_yet(ctx, out)
+    return handle
 
 
 def rollout_impact(ctx: RunContext, out: StageOutput) -> Impact:

@@ -1,15 +1,18 @@
-"""Everything the stages of one run share: parameters, settings, the cluster, helm, and the run's ledger."""
+"""What the stages of one run share, none of it reassigned once the run started: parameters, settings, the run's id
+and directory, the ledger every change is recorded in, the provider; bound to the cluster (`on`), its API and helm.
+
+A stage gets the cluster from the stage that started or reached it (its body returns the handle), through the flow."""
 
 from __future__ import annotations
 
 import secrets
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from meshid import tools
 from meshid.errors import InputError
@@ -29,6 +32,7 @@ from meshid.stages.output import StageOutput
 APPLY_WORKERS = 4  # concurrent apply requests of one apply_all
 CRD_API = "apiextensions.k8s.io/v1"
 RUN_ENV = "MESHID_RUN_ID"  # on the run's helm subprocesses: recovery ends those a dead run left running
+T = TypeVar("T")
 
 
 def new_run_id(params: GuideParams) -> str:
@@ -37,9 +41,9 @@ def new_run_id(params: GuideParams) -> str:
     return f"{stamp_}-{slug(params.target.name)}-{slug(params.trust_domain)}-{secrets.token_hex(2)}"
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunContext:
-    """One run of the guide on one cluster."""
+    """One run of the guide on one cluster; `handle` is the cluster once a stage started or reached it (`on`)."""
 
     params: GuideParams
     settings: MeshidSettings
@@ -48,12 +52,9 @@ class RunContext:
     ledger: Ledger
     kubeconfig_text: str | None = None
     handle: ClusterHandle | None = None
-    versions: dict[str, str] = field(default_factory=dict)
-    run_failed: bool = False
-    interrupted: bool = False  # a signal stopped the run's stages
-    stage_started: dict[str, datetime] = field(default_factory=dict)
-    stage_attempts: dict[str, int] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # the provider, and an API client and helm per cluster: made once, shared by every binding of the run
+    _made: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     @classmethod
     def create(cls, params: GuideParams, settings: MeshidSettings, run_id: str | None = None,
@@ -84,25 +85,41 @@ class RunContext:
                          writer=Writer.current(), flow_run_id=flow_run_id, root_flow_run_id=root_flow_run_id,
                          started_at=datetime.now(UTC))
 
-    @cached_property
+    def on(self, handle: ClusterHandle | None) -> RunContext:
+        """This run bound to `handle`, the cluster a stage started or reached (None: not reached yet)."""
+        return replace(self, handle=handle)
+
+    def _once(self, key: Any, make: Callable[[], T]) -> T:
+        with self._lock:
+            if key not in self._made:
+                self._made[key] = make()
+            return self._made[key]
+
+    @property
     def provider(self) -> Provider:
         """The provider of the run's target."""
-        return provider_for(self.params.target, self.settings, self.run_dir, self.kubeconfig_text)
+        return self._once("provider", lambda: provider_for(self.params.target, self.settings, self.run_dir,
+                                                            self.kubeconfig_text))
 
-    @cached_property
+    @property
     def cluster(self) -> Cluster:
-        """The API of the run's cluster (available once cluster-start has run)."""
-        if self.handle is None:
-            raise RuntimeError("the cluster is not started yet: cluster-start must run first")
-        return Cluster(self.handle.kubeconfig, self.handle.context, self.settings.api_timeout_s)
+        """The API of the run's cluster (once bound to it)."""
+        handle = self._bound()
+        return self._once(("cluster", handle), lambda: Cluster(handle.kubeconfig, handle.context,
+                                                               self.settings.api_timeout_s))
 
-    @cached_property
+    @property
     def helm(self) -> Helm:
         """helm bound to the run's cluster."""
+        handle = self._bound()
+        return self._once(("helm", handle), lambda: Helm(
+            handle.kubeconfig, handle.context, tools.find(self.settings.helm_bin, self.settings.home),
+            self.settings.home / "helm", env={RUN_ENV: self.run_id}))
+
+    def _bound(self) -> ClusterHandle:
         if self.handle is None:
             raise RuntimeError("the cluster is not started yet: cluster-start must run first")
-        return Helm(self.handle.kubeconfig, self.handle.context, tools.find(self.settings.helm_bin, self.settings.home),
-                    self.settings.home / "helm", env={RUN_ENV: self.run_id})
+        return self.handle
 
     def chart_repo(self, source: ChartSource) -> str:
         """Where to install `source` from: the parameters' mirror, else the provider's, else the chart's repo."""
@@ -174,8 +191,7 @@ class RunContext:
             client_side=before is not None and before.client_side)
         out.touch("HelmRelease", namespace, release, "upgraded" if before else "installed",
                   f"{installed.chart} revision {installed.revision}: {installed.status}")
-        with self._lock:
-            self.versions[f"chart/{source.chart}"] = source.version
+        out.versions[f"chart/{source.chart}"] = source.version
         return installed
 
     def release_current(self, release: Release, source: ChartSource, namespace: str, values: list[str]) -> bool:

@@ -44,6 +44,17 @@ def _artifact(key: str):
     return found[0] if found else None
 
 
+def _inputs(flow_run_id) -> dict[str, dict[str, set[str]]]:
+    """Per stage task run of the flow run: each input (a parameter, `wait_for`) and the stages it came from."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    stage = {run.id: run.name.rsplit("-", 1)[0] for run in runs}  # task run names are `<task>-<suffix>`
+    return {stage[run.id]: {key: {stage[i.id] for i in found if getattr(i, "id", None) in stage}
+                            for key, found in run.task_inputs.items()} for run in runs}
+
+
 def _leftovers(cluster: Cluster) -> list[str]:
     namespaces, _ = cluster.list("v1", "Namespace")
     mine = {"kong-mesh-system", "kong-mesh-demo", "spire"}
@@ -69,6 +80,12 @@ def test_guide_passes_with_defaults_on_a_throwaway_sandbox(tmp_path):
 
     cases = ET.parse(next(tmp_path.glob("*.xml"))).getroot().iter("testcase")
     assert [c.get("name") for c in cases] == [s["name"] for s in report["stages"]]
+    inputs = _inputs(state.state_details.flow_run_id)  # what Prefect's graph draws: the stages' real inputs
+    assert inputs["cluster-start"]["wait_for"] == {"preflight"} and not inputs["cluster-start"].get("cluster")
+    assert inputs["install-kong-mesh"]["cluster"] == {"cluster-start"}
+    assert inputs["restart-workloads"]["wait_for"] == {"enable-injection", "apply-demo", "apply-mesh-identity"}
+    assert inputs["cleanup"]["cluster"] == {"cluster-start"}
+    assert inputs["cleanup"]["wait_for"] == {s["name"] for s in report["stages"]} - {"cleanup"}
 
 
 def test_guide_passes_with_another_trust_domain_on_an_existing_cluster_and_cleans_up(sandbox_cluster, tmp_path):

@@ -1,4 +1,4 @@
-"""`sandbox/guide.sh`, the guide's own commands against a fresh sandbox, prints what the guide shows."""
+"""`bench/guide.sh`, the guide's own commands against a fresh sandbox, prints what the guide shows."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from tests.conftest import require_private_netns
 
 pytestmark = pytest.mark.sandbox
 
-GUIDE = Path(__file__).resolve().parents[2] / "sandbox" / "guide.sh"
+GUIDE = Path(__file__).resolve().parents[2] / "bench" / "guide.sh"
 TIMEOUT_S = 600
 
 

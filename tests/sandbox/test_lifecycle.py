@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -99,3 +100,14 @@ def test_missing_go_toolchain_is_named_when_binaries_must_be_built(tmp_path, mon
     cli = _meshid("sandbox", "up", "--name", "nogo", env=dict(os.environ))
     assert cli.returncode == 2 and "Go toolchain is missing" in cli.stderr
     assert not (tmp_path / "sandboxes" / "nogo").exists()
+
+
+def test_faults_and_traffic_commands_answer_for_a_running_sandbox(sandbox_cluster):
+    name = sandbox_cluster.name
+    faults = _meshid("sandbox", "faults", "--name", name, "--set", "tick_s=0.5")  # the session sandbox's own tick
+    assert faults.returncode == 0, faults.stderr
+    assert json.loads(faults.stdout)["tick_s"] == 0.5
+    traffic = _meshid("sandbox", "traffic", "--name", name)
+    assert traffic.returncode == 0 and isinstance(json.loads(traffic.stdout), list), traffic.stderr
+    unknown = _meshid("sandbox", "traffic", "--name", "nope")
+    assert unknown.returncode == 2 and "no sandbox named 'nope'" in unknown.stderr

@@ -26,7 +26,7 @@ def _preflight(sandbox_cluster, tmp_path, ns: str):
                            "namespaces": {"demo": ns, "control_plane": f"{ns}-cp"}})
     ctx = RunContext.create(params, MeshidSettings(runs_dir=tmp_path / "runs"))
     result = run_stage("preflight", preflight.run, ctx)
-    return ctx, result, next(c for c in result.checks if c.code == "MID008")
+    return ctx.on(result.cluster), result, next(c for c in result.checks if c.code == "MID008")
 
 
 def test_a_permission_that_already_lets_the_demo_in_is_named_by_preflight_and_fails_the_denial_at_once(

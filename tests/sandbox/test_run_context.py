@@ -18,8 +18,7 @@ def _context(sandbox_cluster, tmp_path) -> RunContext:
     params = parse_params({"target": {"name": "ctx-install", "provider": "context",
                                       "kubeconfig": str(sandbox_cluster.kubeconfig)}})
     ctx = RunContext.create(params, MeshidSettings(runs_dir=tmp_path / "runs"))
-    ctx.handle = ctx.provider.start(60)
-    return ctx
+    return ctx.on(ctx.provider.start(60))
 
 
 def _hello(chart_repo_url: str) -> ChartSource:

@@ -10,9 +10,9 @@ FORBIDDEN = {"tasks", "flows", "cli", "prefect"}
 LIBRARY = Path(meshid.__file__).parent
 
 
-def upward_imports(source: str) -> list[str]:
-    """The absolute imports in `source` whose top-level package is one of FORBIDDEN (relative imports stay inside
-    the library)."""
+def imports_of(source: str, packages: set[str]) -> list[str]:
+    """The absolute imports in `source` whose top-level package is one of `packages` (relative imports stay inside
+    their own package)."""
     found = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
@@ -21,19 +21,19 @@ def upward_imports(source: str) -> list[str]:
             names = [node.module]
         else:
             continue
-        found += [f"line {node.lineno}: {name}" for name in names if name.partition(".")[0] in FORBIDDEN]
+        found += [f"line {node.lineno}: {name}" for name in names if name.partition(".")[0] in packages]
     return found
 
 
 def test_the_check_sees_imports_at_the_top_and_inside_functions() -> None:
     source = ("import prefect.states\nfrom meshid import kube\nimport flowsy\n"
               "def f():\n    from flows.guide import guide\n    import cli.main\n    from . import tasks\n")
-    assert upward_imports(source) == ["line 1: prefect.states", "line 5: flows.guide", "line 6: cli.main"]
+    assert imports_of(source, FORBIDDEN) == ["line 1: prefect.states", "line 5: flows.guide", "line 6: cli.main"]
 
 
 def test_no_library_module_imports_an_upper_layer_or_prefect() -> None:
     modules = sorted(LIBRARY.rglob("*.py"))
     assert len(modules) > 20  # the walk found the library
     offenders = {str(path.relative_to(LIBRARY.parent)): found for path in modules
-                 if (found := upward_imports(path.read_text()))}
+                 if (found := imports_of(path.read_text(), FORBIDDEN))}
     assert offenders == {}

@@ -149,3 +149,15 @@ def test_a_run_that_passed_without_changing_anything_is_unchanged_and_the_probe_
                               stages=[stage("apply"), stage("probe", touched=probe)], versions={}, started_at=T0,
                               fixtures=("meshid-probe",))
     assert changed.outcome is Outcome.PASSED
+
+
+def test_what_a_stage_hands_on_stays_out_of_its_json():
+    """The cluster a stage reached and the versions it met go to the stages after it and the run's report, not into
+    the stage's own JSON (the report's shape)."""
+    handed = StageResult.from_checks("cluster-start", [result(MID001, True, "ok")], started_at=T0,
+                                     cluster=object(), versions={"kubernetes": "v1.36.0"})
+    plain = StageResult.from_checks("cluster-start", [result(MID001, True, "ok")], started_at=T0,
+                                    ended_at=handed.ended_at)
+    assert handed.versions == {"kubernetes": "v1.36.0"} and handed.cluster is not None
+    assert handed.model_dump(mode="json") == plain.model_dump(mode="json")
+    assert report(handed).model_dump(mode="json")["stages"] == [plain.model_dump(mode="json")]

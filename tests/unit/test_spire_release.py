@@ -18,16 +18,13 @@ def test_names_of_the_default_release_are_the_charts():
     assert (spire.server, spire.server_pod, spire.agent, spire.csi_driver) == (
         "spire-server", "spire-server-0", "spire-agent", "spire-spiffe-csi-driver")
     assert spire.controller_class == "spire-spire"
-    assert spire.fallback_cluster_spiffe_id == "spire-spire-default"
-    assert spire.webhook == "spire-spire-controller-manager-webhook"
     assert spire.data_claim == "spire-data-spire-server-0"
 
 
 def test_names_follow_any_release_and_namespace():
     spire = SpireRelease("identity", "prod")
     assert spire.node_daemonsets == ("prod-agent", "prod-spiffe-csi-driver")
-    assert (spire.server_pod, spire.controller_class, spire.webhook) == (
-        "prod-server-0", "identity-prod", "identity-prod-controller-manager-webhook")
+    assert (spire.server_pod, spire.controller_class) == ("prod-server-0", "identity-prod")
 
 
 @pytest.mark.parametrize(("release", "component", "name"), [

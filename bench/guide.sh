@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The guide "Issue identity with MeshIdentity Spire provider" (Kong Mesh 2.12), command for command, against a fresh
-# sandbox: the reference run and the baseline of the pipeline's benchmark.
+# sandbox: the verbatim check that the sandbox shows what the guide shows (tests/sandbox/test_emulator_guide_sh.py)
+# and the shell side of the pipeline's benchmark (bench/guide_vs_shell.py). It sits above meshid, as a person
+# following the guide does: the sandbox comes from the `meshid` command.
 #
-#   sandbox/guide.sh        run it; exit 0 when the first curl answers HTTP 500 "failed to retrieve zone" and the
+#   bench/guide.sh          run it; exit 0 when the first curl answers HTTP 500 "failed to retrieve zone" and the
 #                           curl after the MeshTrafficPermission answers {"counter":1,"zone":""}
 #   SANDBOX_TICK=1 ...      a faster emulator tick (default 5 s, like Kong Mesh's control plane)
 #
