@@ -1,15 +1,44 @@
-"""Exception hierarchy, transient-error classification and the bridge between pydantic and `InputError`."""
+"""meshid's exceptions, whether a failed call is worth retrying, and the bridge between pydantic and `InputError`.
+
+Every error meshid raises on purpose is a `MeshidError`:
+
+    MeshidError
+    ├── InputError            bad input (parameters, settings, files, contexts): field, problem, fix
+    ├── WaitTimeout           a wait for a cluster condition ran out of time (it already rode out transient errors)
+    ├── Interrupted           a stop request ended the work (meshid.interrupt)
+    └── ExternalCallError     a call out of the process failed: what, detail (redacted), transient
+        ├── ExternalTimeout   the call ran past its own timeout (transient)
+        └── ApiError          a Kubernetes API request, watch or exec; status: the HTTP status, if an answer came
+
+A foreign exception is mapped once, where it enters, to one of these, and keeps it as `__cause__`, its text
+redacted (`caused_by`); each mapping decides `transient` from what it knows there:
+- the kubernetes client and urllib3: `meshid.kube.api_error` (the HTTP status; a connection that failed or broke off),
+  and an unusable kubeconfig context is an `InputError` (`meshid.kube.Cluster`);
+- pods/exec over websocket-client: `meshid.podexec.exec_error` (the status of a refused stream; a failed connection);
+- helm, minikube, kind: `meshid.subprocesses.command_failed` (a tool's error text is all it says);
+- python-on-whales: `meshid.providers.base.docker_error` (the docker CLI's error text);
+- the sandbox: `meshid.providers.sandbox` (the error's type; `sandbox_error` for a run's cluster, `_command` for
+  `meshid sandbox ...`);
+- an HTTP call through a port-forward (httpx) is an answer, with no status when the transport failed
+  (`meshid.probes.Probe.call`); `meshid.envoy_admin` raises a transient error for a missing or 5xx answer.
+`is_transient` looks at meshid's own types only: a foreign exception that got past every boundary is a bug, not a
+reason to retry.
+"""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import AfterValidator, ValidationError
 from pydantic_core import PydanticCustomError
 
 from meshid.redact import redact
+
+E = TypeVar("E", bound=BaseException)
+
+# Answers that say "try again": throttled (429), or a server or gateway that cannot answer now (500, 502-504).
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 class MeshidError(Exception):
@@ -51,6 +80,15 @@ class ExternalTimeout(ExternalCallError):
         return f"{self.what} timed out after {self.timeout_s:g}s" + (f": {self.detail}" if self.detail else "")
 
 
+class ApiError(ExternalCallError):
+    """A Kubernetes API request failed; `status` is the HTTP status (None when no answer came)."""
+
+    def __init__(self, what: str, detail: str, transient: bool, status: int | None = None) -> None:
+        super().__init__(what, detail, transient)
+        self.args = (what, self.detail, transient, status)
+        self.status = status
+
+
 class WaitTimeout(MeshidError):
     """A wait for a cluster condition ran out of time; never transient (the wait already retried)."""
 
@@ -63,73 +101,20 @@ class WaitTimeout(MeshidError):
         return f"gave up waiting for {self.waited_for} after {self.timeout_s:g}s; last seen: {self.last_seen}"
 
 
-# Error text that means "try again": each pattern names where it comes from.
-TRANSIENT_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
-    re.compile(p, re.IGNORECASE)
-    for p in (
-        r"connection refused",  # Go net dial / Python ECONNREFUSED: API server, webhook or port-forward not up yet
-        r"connection reset by peer",  # ECONNRESET from Go and Python sockets: peer restarted mid-request
-        r"i/o timeout",  # Go net package dial/read deadline (kubectl, helm)
-        r"TLS handshake timeout",  # Go net/http transport
-        r"the server is currently unable to handle the request",  # kube-apiserver 503 ServiceUnavailable
-        r"etcdserver: request timed out",  # etcd, relayed by kube-apiserver
-        r"context deadline exceeded",  # Go context timeout (helm, admission webhook calls)
-        r"too many requests",  # HTTP 429 / API Priority and Fairness throttling
-        r"no endpoints available for service",  # kube-apiserver proxy: webhook Service has no ready pods yet
-        r"unexpected EOF",  # Go io.ErrUnexpectedEOF: API server connection dropped (restart)
-        r"http2: server sent GOAWAY",  # Go http2: API server shutting down a connection
-        r"(read|connect) timed out",  # urllib3 ReadTimeoutError / ConnectTimeoutError text
-        r"failed calling webhook",  # kube-apiserver: an admission webhook is not up yet (SPIRE's fails closed)
-        # helm 4's hook watcher when the TTL controller deleted a finished hook Job first (Kong Mesh's hook Jobs set
-        # ttlSecondsAfterFinished: 0); helm 3 counted that as done (helm/helm PR #32586), a new attempt usually is
-        r"resource Job/\S+ not ready\. status: NotFound",
-    )
-)
-
-_TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
-
-# (top-level module, class name) of connection errors and timeouts, matched along the MRO so that neither
-# urllib3 nor httpx has to be imported here.
-_TRANSIENT_TYPES = frozenset(
-    {
-        ("urllib3", "TimeoutError"),  # connect/read timeouts, NewConnectionError, NameResolutionError
-        ("urllib3", "ProtocolError"),  # connection aborted or reset
-        ("httpx", "TimeoutException"),
-        ("httpx", "NetworkError"),  # ConnectError, ReadError, WriteError, CloseError
-        ("httpx", "RemoteProtocolError"),
-    }
-)
-
-
-def matches_transient(text: str) -> bool:
-    """True if error text (stderr, an API message) matches one of `TRANSIENT_PATTERNS`."""
-    return any(p.search(text) for p in TRANSIENT_PATTERNS)
-
-
-def _http_status(exc: BaseException) -> int | None:
-    """HTTP status of a kubernetes ApiException (`.status`) or httpx.HTTPStatusError (`.response.status_code`)."""
-    for status in (getattr(exc, "status", None), getattr(getattr(exc, "response", None), "status_code", None)):
-        if isinstance(status, int) and 100 <= status <= 599:
-            return status
-    return None
-
-
 def is_transient(exc: BaseException) -> bool:
-    """Whether retrying the call that raised `exc` may succeed."""
-    if isinstance(exc, ExternalCallError):
-        return exc.transient
-    if isinstance(exc, MeshidError):
-        return False
-    status = _http_status(exc)
-    if status is not None:
-        return status in _TRANSIENT_STATUS
-    if isinstance(exc, (ConnectionError, TimeoutError)):
-        return True
-    if any((cls.__module__.partition(".")[0], cls.__name__) in _TRANSIENT_TYPES for cls in type(exc).__mro__):
-        return True
-    if matches_transient(str(exc)):
-        return True
-    return exc.__cause__ is not None and is_transient(exc.__cause__)
+    """Whether retrying the call that raised `exc` may succeed: only an `ExternalCallError` that says so."""
+    return isinstance(exc, ExternalCallError) and exc.transient
+
+
+def caused_by(error: E, cause: BaseException) -> E:
+    """`error` with the foreign exception it maps as its `__cause__` (what `raise error from cause` does), the
+    cause's text redacted first: a traceback prints it, and secrets never leave the process."""
+    cause.args = tuple(redact(a) if isinstance(a, str) else a for a in cause.args)
+    for name, value in vars(cause).items():  # the texts some exceptions build their message from (body, stderr)
+        if isinstance(value, str):
+            setattr(cause, name, redact(value))
+    error.__cause__, error.__suppress_context__ = cause, True
+    return error
 
 
 def pydantic_error(problem: str, fix: str, field: str = "") -> PydanticCustomError:

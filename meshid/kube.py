@@ -1,6 +1,7 @@
 """Kubernetes API access for one cluster: its own client (never the global config), objects as plain dicts.
 
-Every request carries its own timeout and raises `ApiError` (an `ExternalCallError`, transient or not) on failure.
+Every request carries its own timeout and raises `ApiError` (an `ExternalCallError`, transient or not) on failure:
+the client's and urllib3's exceptions are mapped to it here (`api_error`) and nowhere else.
 Waits list, then watch from the listed resourceVersion, survive transient errors and expired watches, and on
 timeout raise `WaitTimeout` naming what they waited for and what they saw last. A wait watches WATCH_SLICE_S at a
 time and checks for a stop request (`meshid.interrupt`) in between.
@@ -18,12 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import urllib3.exceptions
 from kubernetes import config
 from kubernetes.client.rest import ApiException
 
 from meshid import interrupt
-from meshid.errors import ExternalCallError, WaitTimeout, is_transient
+from meshid.errors import TRANSIENT_STATUSES, ApiError, InputError, WaitTimeout, caused_by
 from meshid.kubeconfig import load_kubeconfig
+from meshid.redact import redact
 
 if TYPE_CHECKING:
     from meshid.podexec import ExecResult
@@ -31,14 +34,6 @@ if TYPE_CHECKING:
 Obj = dict[str, Any]
 Condition = Callable[[list[Obj]], tuple[bool, str]]
 WATCH_SLICE_S = 2.0  # one watch request of a wait; a stop request is seen within this (and a list request)
-
-
-class ApiError(ExternalCallError):
-    """A Kubernetes API request failed; `status` is the HTTP status (None when no answer came)."""
-
-    def __init__(self, what: str, detail: str, transient: bool, status: int | None = None) -> None:
-        super().__init__(what, detail, transient)
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -64,8 +59,13 @@ class Cluster:
     def __init__(self, kubeconfig: Path, context: str | None = None, timeout_s: float = 30.0) -> None:
         load_kubeconfig(kubeconfig, context)
         self.kubeconfig, self.context, self.timeout_s = Path(kubeconfig), context, timeout_s
-        self.api = config.new_client_from_config(config_file=str(kubeconfig), context=context,
-                                                 persist_config=False)
+        try:
+            self.api = config.new_client_from_config(config_file=str(kubeconfig), context=context,
+                                                     persist_config=False)
+        except config.ConfigException as exc:  # e.g. a client certificate file that is not there
+            raise caused_by(InputError("target.kubeconfig", f"{kubeconfig} cannot be used: {redact(str(exc))}",
+                                       "give a kubeconfig whose context's cluster and user are complete, and "
+                                       "the files they name readable"), exc) from exc
         self._resources: dict[tuple[str, str], Resource] = {}
         self._lock = threading.Lock()
 
@@ -86,19 +86,16 @@ class Cluster:
                 method, path, query_params=query or [], header_params=headers, body=body,
                 auth_settings=["BearerToken"])
             resp = self.api.call_api(method, url, headers, body, _request_timeout=(min(10.0, timeout), timeout))
-        except ApiException as exc:
-            raise ApiError(what, _api_message(exc.status, exc.body or exc.reason), is_transient(exc),
-                           exc.status or None) from None
-        except Exception as exc:  # urllib3 / socket errors: classify, keep the type name, drop the traceback
-            raise ApiError(what, f"{type(exc).__name__}: {exc}", is_transient(exc)) from None
-        if not 200 <= resp.status < 300:
-            text = resp.read().decode(errors="replace")
-            error = ApiError(what, _api_message(resp.status, text), resp.status in (429, 500, 502, 503, 504),
-                             resp.status)
-            raise error
-        if stream:
-            return resp.response
-        raw = resp.read()
+            if not 200 <= resp.status < 300:
+                text = resp.read().decode(errors="replace")
+                raise ApiError(what, _api_message(resp.status, text), resp.status in TRANSIENT_STATUSES, resp.status)
+            if stream:
+                return resp.response
+            raw = resp.read()  # the body streams in after the headers: a dropped connection shows here
+        except ApiError:
+            raise
+        except Exception as exc:
+            raise api_error(what, exc) from exc
         return json.loads(raw) if raw else {}
 
     def version(self) -> str:
@@ -233,7 +230,7 @@ class Cluster:
                         yield json.loads(line)
             ended = True
         except Exception as exc:  # a dropped watch connection: the caller lists again
-            raise ApiError(f"watch {kind}", f"{type(exc).__name__}: {exc}", True) from None
+            raise caused_by(ApiError(f"watch {kind}", f"{type(exc).__name__}: {exc}", True), exc) from exc
         finally:
             if not ended:  # the caller stopped early: the stream still runs on this connection, so it cannot be reused
                 resp.close()
@@ -262,10 +259,12 @@ class Cluster:
     def pod_logs(self, namespace: str, pod: str, container: str | None = None, tail_lines: int = 200) -> str:
         """The tail of a pod's (container's) log."""
         query = [("tailLines", str(tail_lines))] + ([("container", container)] if container else [])
-        resp = self.request("GET", f"/api/v1/namespaces/{namespace}/pods/{pod}/log", f"logs of pod {namespace}/{pod}",
-                            query=query, stream=True)
+        what = f"logs of pod {namespace}/{pod}"
+        resp = self.request("GET", f"/api/v1/namespaces/{namespace}/pods/{pod}/log", what, query=query, stream=True)
         try:
             return resp.read().decode(errors="replace")
+        except Exception as exc:
+            raise api_error(what, exc) from exc
         finally:
             resp.release_conn()
 
@@ -273,14 +272,10 @@ class Cluster:
              timeout_s: float | None = None) -> ExecResult:
         """Run `command` in a pod's container (what `kubectl exec` does) within one timeout; a command that ran and
         exited non-zero is a result, not an error."""
-        from meshid.podexec import ExecFailed, run
+        from meshid.podexec import run
 
         what = f"exec {command[0]} in pod {namespace}/{pod} (container {container})"
-        try:
-            return run(self.api, namespace, pod, container, command, timeout_s or self.timeout_s)
-        except ExecFailed as exc:
-            transient = exc.timed_out or exc.status is None or exc.status in (429, 500, 502, 503, 504)
-            raise ApiError(what, str(exc), transient, exc.status) from None
+        return run(self.api, namespace, pod, container, command, timeout_s or self.timeout_s, what)
 
     @contextmanager
     def port_forward(self, namespace: str, pod: str, port: int) -> Iterator[int]:
@@ -292,6 +287,20 @@ class Cluster:
             yield forwarder.start()
         finally:
             forwarder.stop()
+
+
+def api_error(what: str, exc: Exception) -> ApiError:
+    """The kubernetes client's or urllib3's exception as an `ApiError`, the exception its `__cause__`: transient for
+    a 429/5xx answer and for a connection that failed, broke off or timed out; not for the rest (a TLS or proxy
+    failure, a request the client could not build)."""
+    if isinstance(exc, ApiException):  # status 0: the client's TLS failure or a request it could not build
+        status = exc.status or None
+        return caused_by(ApiError(what, _api_message(exc.status, exc.body or exc.reason), status in TRANSIENT_STATUSES,
+                                  status), exc)
+    cause = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason else exc
+    transient = isinstance(cause, (urllib3.exceptions.TimeoutError, urllib3.exceptions.ProtocolError, ConnectionError,
+                                   TimeoutError))  # urllib3's TimeoutError covers NewConnectionError too
+    return caused_by(ApiError(what, f"{type(exc).__name__}: {exc}", transient), exc)
 
 
 def deployment_rolled_out(dep: Obj) -> tuple[bool, str]:

@@ -3,7 +3,8 @@
 The API server's pods/exec subresource speaks the Kubernetes channel protocol over a websocket (v4.channel.k8s.io:
 every frame starts with its channel byte; 1 stdout, 2 stderr, 3 the final Status). The socket is opened here, not with
 `kubernetes.stream.stream`, for the same reasons as the port-forward (meshid/portforward.py), and so that connecting
-and reading share the call's own timeout.
+and reading share the call's own timeout. Every way it can fail is an `ApiError` (`exec_error` maps websocket-client's
+and the socket's exceptions); a command that ran and exited non-zero is a result.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from kubernetes.client import ApiClient
 from kubernetes.stream.ws_client import get_websocket_url
 from websocket import ABNF, WebSocket, WebSocketBadStatusException, WebSocketException
 
+from meshid.errors import TRANSIENT_STATUSES, ApiError, caused_by
+
 STDOUT, STDERR, STATUS = 1, 2, 3
 PROTOCOL = "v4.channel.k8s.io"
 
@@ -29,15 +32,6 @@ class ExecResult:
     stderr: str
     exit_code: int
     message: str = ""
-
-
-class ExecFailed(Exception):
-    """The exec could not run to its end (connection refused, no such container, timeout); the text says why.
-    `status` is the HTTP status the API server refused the stream with, when it did."""
-
-    def __init__(self, message: str, timed_out: bool = False, status: int | None = None) -> None:
-        super().__init__(message)
-        self.timed_out, self.status = timed_out, status
 
 
 def _ssl_options(api: ApiClient) -> dict:
@@ -73,8 +67,20 @@ def exit_status(status: dict) -> tuple[int, str]:
     return (int(code) if code and code.isdigit() else 1), str(status.get("message", ""))
 
 
-def run(api: ApiClient, namespace: str, pod: str, container: str, command: list[str], timeout_s: float) -> ExecResult:
-    """Run `command` (argv) in `container` of `pod`; raise ExecFailed when it cannot run to its end in time."""
+def exec_error(what: str, exc: Exception) -> ApiError:
+    """websocket-client's or the socket's exception as an `ApiError`, the exception its `__cause__`: a refused stream
+    carries the API server's status (transient for 429/5xx); a connection that failed or broke off is transient."""
+    if isinstance(exc, WebSocketBadStatusException):  # the API server refused the stream: its Status says why
+        status = exc.status_code
+        return caused_by(ApiError(what, f"HTTP {status}: {_status_message(exc.resp_body)}", status in TRANSIENT_STATUSES,
+                                  status), exc)
+    return caused_by(ApiError(what, f"{type(exc).__name__}: {exc}", True), exc)
+
+
+def run(api: ApiClient, namespace: str, pod: str, container: str, command: list[str], timeout_s: float,
+        what: str) -> ExecResult:
+    """Run `command` (argv) in `container` of `pod`; raise ApiError (`what` failed) when it cannot run to its end in
+    time (transient, unless the API server refused the stream for good)."""
     query = [("container", container), ("stdout", "true"), ("stderr", "true")] + [("command", c) for c in command]
     _, url, headers, _, _ = api.param_serialize("GET", f"/api/v1/namespaces/{namespace}/pods/{pod}/exec",
                                                 header_params={}, auth_settings=["BearerToken"])
@@ -85,22 +91,20 @@ def run(api: ApiClient, namespace: str, pod: str, container: str, command: list[
     sock = WebSocket(sslopt=_ssl_options(api))
     try:
         sock.connect(get_websocket_url(url, query), header=header, timeout=timeout_s)
-    except WebSocketBadStatusException as exc:  # the API server refused the stream: its Status says why
-        raise ExecFailed(f"HTTP {exc.status_code}: {_status_message(exc.resp_body)}", status=exc.status_code) from None
     except (WebSocketException, OSError) as exc:
-        raise ExecFailed(f"{type(exc).__name__}: {exc}", timed_out=isinstance(exc, TimeoutError)) from None
+        raise exec_error(what, exc) from exc
     channels: dict[int, bytes] = {STDOUT: b"", STDERR: b"", STATUS: b""}
     try:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise ExecFailed(f"no end of the command after {timeout_s:g} s", timed_out=True)
+                raise ApiError(what, f"no end of the command after {timeout_s:g} s", True)
             sock.settimeout(left)
             try:
                 opcode, frame = sock.recv_data_frame(True)
             except (TimeoutError, WebSocketException, OSError) as exc:
                 if isinstance(exc, TimeoutError):
-                    raise ExecFailed(f"no end of the command after {timeout_s:g} s", timed_out=True) from None
+                    raise ApiError(what, f"no end of the command after {timeout_s:g} s", True) from None
                 break  # the server closed the stream: the status frame came before
             if opcode == ABNF.OPCODE_CLOSE:
                 break
@@ -111,7 +115,7 @@ def run(api: ApiClient, namespace: str, pod: str, container: str, command: list[
     finally:
         sock.close()
     if not channels[STATUS]:
-        raise ExecFailed("the stream ended without the command's exit status")
+        raise ApiError(what, "the stream ended without the command's exit status", True)
     code, message = exit_status(json.loads(channels[STATUS]))
     return ExecResult(channels[STDOUT].decode(errors="replace"), channels[STDERR].decode(errors="replace"), code,
                       message)

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from meshid.errors import ExternalCallError, ExternalTimeout, InputError, matches_transient
+from meshid.errors import ExternalCallError, ExternalTimeout, InputError, caused_by
 from meshid.models import ProviderName, Target
 from meshid.redact import redact
 from meshid.settings import MeshidSettings
-from meshid.subprocesses import run_cli
+from meshid.subprocesses import run_cli, transient_output
 
 if TYPE_CHECKING:
     from python_on_whales import DockerClient
@@ -95,9 +95,9 @@ def binary_check(binary: str, version_args: list[str]) -> Check:
 
 def docker_call(call: Callable[[DockerClient], T], what: str, timeout_s: float = DOCKER_TIMEOUT_S) -> T:
     """Run a python-on-whales call, waiting at most `timeout_s`; raise ExternalCallError / ExternalTimeout with
-    the docker CLI's stderr. python-on-whales has no timeout, so a daemon thread runs the call and is abandoned
-    (not killed) when it hangs."""
-    from python_on_whales import ClientNotFoundError, DockerClient, DockerException
+    the docker CLI's stderr (`docker_error`). python-on-whales has no timeout, so a daemon thread runs the call and is
+    abandoned (not killed) when it hangs."""
+    from python_on_whales import DockerClient
 
     answer: queue.Queue[tuple[bool, Any]] = queue.Queue()
 
@@ -114,12 +114,23 @@ def docker_call(call: Callable[[DockerClient], T], what: str, timeout_s: float =
         raise ExternalTimeout(what, timeout_s, "the Docker engine did not answer") from None
     if ok:
         return value
-    if isinstance(value, ClientNotFoundError):
-        raise ExternalCallError(what, "the docker CLI is not on PATH; install Docker", transient=False)
-    if isinstance(value, DockerException):
-        err = redact((value.stderr or "").strip() or f"exit {value.return_code}")[-2000:]
-        raise ExternalCallError(what, err, transient=matches_transient(err))
-    raise value
+    raise docker_error(what, value) from value
+
+
+def docker_error(what: str, exc: Exception) -> ExternalCallError:
+    """What a python-on-whales call raised as an `ExternalCallError`, the exception its `__cause__`: a failed docker
+    command is transient when its stderr says so (`meshid.subprocesses.transient_output`); no docker CLI, or anything
+    else, is not."""
+    from python_on_whales import ClientNotFoundError, DockerException
+
+    if isinstance(exc, ClientNotFoundError):
+        error = ExternalCallError(what, "the docker CLI is not on PATH; install Docker")
+    elif isinstance(exc, DockerException):
+        err = redact((exc.stderr or "").strip() or f"exit {exc.return_code}")[-2000:]
+        error = ExternalCallError(what, err, transient=transient_output(err))
+    else:
+        error = ExternalCallError(what, f"{type(exc).__name__}: {exc}")
+    return caused_by(error, exc)
 
 
 def docker_engine_check(timeout_s: float = DOCKER_TIMEOUT_S) -> Check:

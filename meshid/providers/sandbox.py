@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from meshid import interrupt
-from meshid.errors import ExternalCallError, InputError, MeshidError, matches_transient
+from meshid.errors import ExternalCallError, InputError, MeshidError, caused_by
 from meshid.models import ProviderName
 from meshid.providers.base import Check, ClusterHandle, Provider
 from meshid.runrecord import Writer
@@ -50,7 +50,7 @@ class SandboxProvider(Provider):
             interrupt.check()
             raise
         except SandboxError as exc:
-            raise self._error(exc, f"start sandbox {self.cluster}") from None
+            raise sandbox_error(f"start sandbox {self.cluster}", exc, self.cluster_field, self.cluster) from exc
         return self.handle(info.kubeconfig, None, chart_mirror=info.chart_repo_url)
 
     def delete(self, handle: ClusterHandle, timeout_s: float) -> None:
@@ -63,19 +63,23 @@ class SandboxProvider(Provider):
         except UnknownSandbox:
             return
         except SandboxError as exc:
-            raise self._error(exc, f"delete sandbox {handle.cluster}") from None
+            raise sandbox_error(f"delete sandbox {handle.cluster}", exc, self.cluster_field, handle.cluster) from exc
 
-    def _error(self, exc: Exception, what: str) -> MeshidError:
-        """A sandbox error as a meshid error: a bad or taken name is bad input, the rest failed calls."""
-        from sandbox.errors import InvalidName, SandboxExists
 
-        if isinstance(exc, InvalidName):
-            return InputError(self.cluster_field, str(exc),
-                              f"give {self.cluster_field} a DNS-1123 label of at most 40 characters")
-        if isinstance(exc, SandboxExists):
-            return InputError(self.cluster_field, str(exc), f"choose another {self.cluster_field}, or stop that "
-                              f"sandbox (`meshid sandbox down --name {self.cluster}`)")
-        return ExternalCallError(what, str(exc), transient=matches_transient(str(exc)))
+def sandbox_error(what: str, exc: Exception, field: str, name: str) -> MeshidError:
+    """A `sandbox.errors.SandboxError` as a meshid error, the exception its `__cause__`: a bad or taken name is bad
+    input (in `field`), the rest failed calls, never transient (a start that failed waited its whole bound, and its
+    message names the log that says why)."""
+    from sandbox.errors import InvalidName, SandboxExists
+
+    if isinstance(exc, InvalidName):
+        error: MeshidError = InputError(field, str(exc), f"give {field} a DNS-1123 label of at most 40 characters")
+    elif isinstance(exc, SandboxExists):
+        error = InputError(field, str(exc), f"choose another {field}, or stop that sandbox "
+                           f"(`meshid sandbox down --name {name}`)")
+    else:
+        error = ExternalCallError(what, str(exc))
+    return caused_by(error, exc)
 
 
 class SandboxRefused(InputError):
@@ -100,13 +104,14 @@ class SandboxFailed(ExternalCallError):
 
 @contextmanager
 def _command(what: str) -> Iterator[None]:
-    """Run the sandbox's side of a `meshid sandbox` command, its errors raised as meshid errors."""
+    """Run the sandbox's side of a `meshid sandbox` command, its errors raised as meshid errors (never transient, as
+    `sandbox_error` says)."""
     from sandbox.errors import SandboxError, StartFailed
 
     try:
         yield
     except StartFailed as exc:
-        raise SandboxFailed(what, str(exc), transient=matches_transient(str(exc))) from exc
+        raise caused_by(SandboxFailed(what, str(exc)), exc) from exc
     except SandboxError as exc:
         raise SandboxRefused(str(exc)) from exc
 

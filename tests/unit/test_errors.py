@@ -1,9 +1,9 @@
-"""Tests for meshid.errors: messages, pickling, transient classification, pydantic bridge."""
+"""Tests for meshid.errors: messages, pickling, transient classification (meshid types only), causes, pydantic bridge."""
 
 from __future__ import annotations
 
 import pickle
-import re
+import traceback
 from typing import Annotated
 
 import httpx
@@ -13,11 +13,12 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from meshid.errors import (
-    TRANSIENT_PATTERNS,
+    ApiError,
     ExternalCallError,
     ExternalTimeout,
     InputError,
     WaitTimeout,
+    caused_by,
     checked,
     input_error,
     is_transient,
@@ -39,6 +40,7 @@ def test_input_error_message_names_field_problem_and_fix():
         ExternalCallError("helm upgrade kong-mesh", "boom", transient=True),
         ExternalTimeout("helm upgrade kong-mesh", 600, "still running"),
         WaitTimeout("pods ready", "0/1 ready", 300),
+        ApiError("get Pod demo/a", "HTTP 503: busy", True, 503),
     ],
 )
 def test_errors_survive_pickling(exc):
@@ -67,91 +69,46 @@ def test_wait_timeout_says_what_how_long_and_last_seen_and_is_not_transient():
     assert not is_transient(WaitTimeout("x", "dial tcp: connection refused", 5))
 
 
-@pytest.mark.parametrize("status,expected", [(429, True), (500, True), (502, True), (503, True), (504, True),
-                                             (404, False), (409, False), (422, False), (403, False)])
-def test_api_exception_status(status, expected):
-    assert is_transient(ApiException(status=status, reason="x")) is expected
-
-
-def test_api_exception_with_4xx_is_not_rescued_by_its_text():
-    assert not is_transient(ApiException(status=400, reason="connection refused"))
-
-
-def test_httpx_status_error_uses_response_status():
-    request = httpx.Request("GET", "http://x")
-    err = httpx.HTTPStatusError("bad", request=request, response=httpx.Response(503, request=request))
-    assert is_transient(err)
-    err = httpx.HTTPStatusError("bad", request=request, response=httpx.Response(404, request=request))
-    assert not is_transient(err)
+@pytest.mark.parametrize("transient", [True, False])
+def test_is_transient_is_what_an_external_call_error_says(transient):
+    assert is_transient(ExternalCallError("helm", "connection refused", transient=transient)) is transient
+    assert is_transient(ApiError("get Pod demo/a", "HTTP 503: busy", transient, 503)) is transient
 
 
 @pytest.mark.parametrize(
     "exc",
     [
-        urllib3.exceptions.NewConnectionError(None, "Failed to establish a new connection"),
-        urllib3.exceptions.ReadTimeoutError(None, "/api", "Read timed out."),
-        urllib3.exceptions.ProtocolError("Connection aborted."),
+        ApiException(status=503, reason="Service Unavailable"),
+        httpx.HTTPStatusError("bad", request=httpx.Request("GET", "http://x"),
+                              response=httpx.Response(503, request=httpx.Request("GET", "http://x"))),
         httpx.ConnectError("nope"),
         httpx.ReadTimeout("slow"),
-        httpx.RemoteProtocolError("peer closed"),
+        urllib3.exceptions.NewConnectionError(None, "Failed to establish a new connection"),
+        urllib3.exceptions.ProtocolError("Connection aborted."),
         ConnectionRefusedError(111, "refused"),
         TimeoutError(),
-    ],
-)
-def test_connection_errors_and_timeouts_are_transient(exc):
-    assert is_transient(exc)
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        'Post "https://10.96.0.1:443/x": dial tcp 10.96.0.1:443: connect: connection refused',
-        "read tcp 10.0.0.1:5050: i/o timeout",
-        "net/http: TLS handshake timeout",
-        "Error from server (ServiceUnavailable): the server is currently unable to handle the request",
-        "Error from server: etcdserver: request timed out",
-        "context deadline exceeded",
-        "read: connection reset by peer",
-        "Error from server (TooManyRequests): the server has received too many requests",
-        'failed calling webhook "vclusterspiffeid.kb.io": no endpoints available for service "spire-x"',
-        "Error: failed pre-install: resource Job/kong-mesh-system/kong-mesh-install-crds not ready. status: NotFound,"
-        " message: Resource not found",
-    ],
-)
-def test_transient_text(text):
-    assert is_transient(RuntimeError(text))
-
-
-@pytest.mark.parametrize(
-    "exc",
-    [
-        RuntimeError('Error from server (NotFound): deployments.apps "kv" not found'),
-        RuntimeError("failed pre-install: resource Job/kong-mesh-system/kong-mesh-install-crds not ready. status: "
-                     "Failed, message: Job has reached the specified backoff limit"),
-        ValueError("bad value"),
+        RuntimeError("dial tcp 10.96.0.1:443: connect: connection refused"),
         InputError("f", "connection refused", "x"),
-        ExternalCallError("helm", "connection refused", transient=False),
-        urllib3.exceptions.SSLError("certificate verify failed"),
-        httpx.UnsupportedProtocol("ftp"),
+        WaitTimeout("x", "dial tcp: connection refused", 5),
     ],
 )
-def test_not_transient(exc):
+def test_only_meshid_types_are_transient_a_foreign_exception_never(exc):
     assert not is_transient(exc)
 
 
-def test_transient_cause_is_followed():
-    try:
-        try:
-            raise ConnectionResetError()
-        except ConnectionResetError as inner:
-            raise RuntimeError("probe failed") from inner
-    except RuntimeError as outer:
-        assert is_transient(outer)
+def test_a_transient_cause_does_not_make_its_wrapper_transient():
+    outer = RuntimeError("probe failed")
+    outer.__cause__ = ExternalCallError("GET /stats", "HTTP 503", transient=True)
+    assert not is_transient(outer)
 
 
-def test_patterns_are_compiled_and_case_insensitive():
-    assert all(p.flags & re.IGNORECASE for p in TRANSIENT_PATTERNS)
-    assert is_transient(RuntimeError("Dial TCP: CONNECTION REFUSED"))
+def test_caused_by_keeps_the_foreign_exception_with_its_text_redacted():
+    cause = ApiException(status=401, reason="Authorization: Bearer abc.def.ghi")
+    cause.body = '{"message": "token: s3cr3t-value"}'
+    error = caused_by(ExternalCallError("get Pod demo/a", "HTTP 401"), cause)
+    assert error.__cause__ is cause and error.__suppress_context__
+    shown = "".join(traceback.format_exception(error))
+    assert "abc.def.ghi" not in shown and "s3cr3t-value" not in shown and "ApiException" in shown
 
 
 class _Model(BaseModel):
