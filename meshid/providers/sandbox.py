@@ -68,9 +68,10 @@ class SandboxProvider(Provider):
 
 def sandbox_error(what: str, exc: Exception, field: str, name: str) -> MeshidError:
     """A `sandbox.errors.SandboxError` as a meshid error, the exception its `__cause__`: a bad or taken name is bad
-    input (in `field`), the rest failed calls, never transient (a start that failed waited its whole bound, and its
-    message names the log that says why)."""
-    from sandbox.errors import InvalidName, SandboxExists
+    input (in `field`); a start that failed is transient (the sandbox removed what it started, and a start on fresh
+    ports is the remedy when a port it picked was taken meanwhile or its processes were starved on a busy machine);
+    the rest are failed calls, never transient (a missing toolchain stays missing)."""
+    from sandbox.errors import InvalidName, SandboxExists, StartFailed
 
     if isinstance(exc, InvalidName):
         error: MeshidError = InputError(field, str(exc), f"give {field} a DNS-1123 label of at most 40 characters")
@@ -78,7 +79,7 @@ def sandbox_error(what: str, exc: Exception, field: str, name: str) -> MeshidErr
         error = InputError(field, str(exc), f"choose another {field}, or stop that sandbox "
                            f"(`meshid sandbox down --name {name}`)")
     else:
-        error = ExternalCallError(what, str(exc))
+        error = ExternalCallError(what, str(exc), transient=isinstance(exc, StartFailed))
     return caused_by(error, exc)
 
 
@@ -104,8 +105,8 @@ class SandboxFailed(ExternalCallError):
 
 @contextmanager
 def _command(what: str) -> Iterator[None]:
-    """Run the sandbox's side of a `meshid sandbox` command, its errors raised as meshid errors (never transient, as
-    `sandbox_error` says)."""
+    """Run the sandbox's side of a `meshid sandbox` command, its errors raised as meshid errors (a command is not
+    retried: its user sees the sandbox's own message)."""
     from sandbox.errors import SandboxError, StartFailed
 
     try:
