@@ -98,9 +98,12 @@ class Helm:
 
     def values(self, release: str, namespace: str, timeout_s: float = 60) -> dict:
         """The values the release was installed or upgraded with (`helm get values`: the user's, not the chart's)."""
-        out = self.run(["get", "values", release, "--namespace", namespace, "-o", "json"],
-                       f"helm get values {release}", timeout_s)
-        return json.loads(out or "null") or {}
+        what = f"helm get values {release}"
+        out = self.run(["get", "values", release, "--namespace", namespace, "-o", "json"], what, timeout_s)
+        try:
+            return json.loads(out or "null") or {}
+        except ValueError:  # not the output itself: it holds the release's values
+            raise ExternalCallError(what, "helm printed no readable values JSON") from None
 
     def hooks(self, release: str, namespace: str, timeout_s: float = 60) -> list[dict]:
         """The release's hook objects (`helm get hooks`; none when it is not installed): helm keeps them out of the

@@ -9,6 +9,7 @@ thousands of generated methods for one call.
 
 from __future__ import annotations
 
+import logging
 import select
 import socket
 import threading
@@ -16,6 +17,9 @@ import threading
 from kubernetes.client import ApiClient
 from kubernetes.stream.ws_client import PortForward, portforward_call
 
+from meshid.redact import redact
+
+_log = logging.getLogger(__name__)
 RELAY_IDLE_S = 60.0
 
 
@@ -26,7 +30,6 @@ class Forwarder:
         self.api, self.namespace, self.pod, self.port = api, namespace, pod, port
         self._listener = socket.socket()
         self._stopped = threading.Event()
-        self.errors: list[str] = []
 
     def start(self) -> int:
         """Bind 127.0.0.1 on a free port, start relaying, and return the port."""
@@ -63,7 +66,8 @@ class Forwarder:
         try:
             stream = self._open()
         except Exception as exc:  # the API refused the stream: close the local side so the client sees it
-            self.errors.append(f"{type(exc).__name__}: {exc}")
+            _log.debug("port-forward to %s/%s:%d refused: %s", self.namespace, self.pod, self.port,
+                       redact(f"{type(exc).__name__}: {exc}"))
             local.close()
             return
         remote = stream.socket(self.port)
