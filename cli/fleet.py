@@ -10,8 +10,9 @@ import tempfile
 from pathlib import Path
 
 from cli.exits import EXIT_FAILED, EXIT_OK
-from cli.flow_start import background_server, cleanup_line, collector_paused, interrupted_exit, until_interrupted
+from cli.flow_start import background_server, cleanup_line, interrupted_exit, until_interrupted
 from meshid import interrupt
+from meshid.collector import collector_paused
 
 
 def _fleet(args: argparse.Namespace) -> int:

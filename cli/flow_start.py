@@ -1,10 +1,8 @@
-"""What a flow-starting command (`meshid run`, `meshid fleet`) does around its flow: Prefect's defaults, the
-collector paused while it imports, signals handled, meshid's background Prefect server, and the lines and exit code
-of a command a signal stopped."""
+"""What a flow-starting command (`meshid run`, `meshid fleet`) does around its flow: Prefect's defaults, signals
+handled, meshid's background Prefect server, and the lines and exit code of a command a signal stopped."""
 
 from __future__ import annotations
 
-import gc
 import os
 import sys
 from collections.abc import Iterator
@@ -28,24 +26,6 @@ def prefect_defaults() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", LIBRARY_LOGGER)
-
-
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """Pause the garbage collector while a command imports and validates, then freeze the objects that built.
-
-    Importing prefect, the kubernetes client and the flows builds about 200,000 long-lived objects (classes, pydantic
-    schemas), and the collector's passes over them during the import cost 0.25 to 0.35 s of its 1.5 s. Frozen, they
-    are also skipped by every later collection of the run.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        if was_enabled:
-            gc.enable()
 
 
 @contextmanager

@@ -11,9 +11,10 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from cli.exits import EXIT_FAILED, EXIT_OK
-from cli.flow_start import background_server, cleanup_line, collector_paused, interrupted_exit, until_interrupted
+from cli.flow_start import background_server, cleanup_line, interrupted_exit, until_interrupted
 from cli.spire_flags import add_spire_release, spire_namespaces
 from meshid import interrupt
+from meshid.collector import collector_paused
 
 
 def run_params(args: argparse.Namespace) -> dict:

@@ -332,7 +332,10 @@ def set_up(stack: Stack) -> None:
 
 def _worker_env(stack: Stack, name: str) -> dict[str, str]:
     folder = stack.worker_dir(name)
-    return {**_client_env(stack), "PREFECT_HOME": str(folder / "home"), "MESHID_RUNS_DIR": str(folder / "runs"),
+    # meshid's environment first on PATH, as an activated venv has it: prefect.yaml's command is `python -m ...`
+    path = os.pathsep.join([str(BIN), os.environ.get("PATH", os.defpath)])
+    return {**_client_env(stack), "PATH": path, "PREFECT_HOME": str(folder / "home"),
+            "MESHID_RUNS_DIR": str(folder / "runs"),
             "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_S), "PREFECT_WORKER_QUERY_SECONDS": str(POLL_S),
             "PREFECT_LOGGING_LEVEL": "INFO"}
 

@@ -30,6 +30,7 @@ def test_deploy_registers_the_four_deployments_with_schedules_and_parameters(dep
         dep = deployed[name]
         assert (dep.entrypoint, dep.work_pool_name) == (entrypoint, "meshid"), name
         assert dep.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(PROJECT)}}]
+        assert dep.job_variables["command"] == "python -m flows.engine", name  # one process per run
         assert [[s.schedule.cron, s.schedule.timezone] for s in dep.schedules] == ([schedule] if schedule else [])
     nightly, rollout = deployed["fleet/nightly-validation"], deployed["fleet/fleet-rollout"]
     assert nightly.schedules[0].active

@@ -9,7 +9,7 @@ import sys
 import pytest
 from prefect._internal.analytics.ci_detection import CI_ENV_VARS
 
-from cli.flow_start import collector_paused
+from meshid.collector import collector_paused
 
 
 @pytest.fixture(autouse=True)
