@@ -33,7 +33,10 @@ from meshid.stages.runner import describe
 from tasks import artifact_sink
 from tasks.stage import TASKS, StageFailed, artifact_key, publish_run
 
-STOP_POLL_S = 0.1  # how often the stage loop looks for a stop request while stages run
+# How often the stage and job loops look for a stop request while nothing they run ends. A stop ends the running
+# stages themselves (interrupt.check in every wait), and their end wakes the loop at once; each look costs a waiter
+# per running future.
+STOP_POLL_S = 1.0
 NOT_STARTED = "not started: the run was"  # a stage a stop request kept from starting
 
 
