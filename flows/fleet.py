@@ -34,12 +34,12 @@ from flows import dispatch
 from flows.cleanup_hooks import finish_cleanup
 from flows.futures import first_done, value_or_why
 from flows.guide import STOP_POLL_S
-from meshid import interrupt, reports
+from meshid import checks, interrupt, reports
 from meshid.fleet.results import FleetReport, TargetResult
 from meshid.fleet.rollout_state import RolloutState, fleet_dir
 from meshid.fleet.scheduling import CircuitBreaker, Job, Scheduler, jobs
 from meshid.fleet.spec import FleetMode, FleetSpec
-from meshid.fleet.waves import plan_waves, wave_check
+from meshid.fleet.waves import plan_waves
 from meshid.results import SUCCESS, Outcome
 from meshid.settings import load_settings
 from tasks import artifact_sink
@@ -158,7 +158,7 @@ def rollout(spec: FleetSpec, fleet_run_id: str, runs_dir: Path, submit: Submit, 
         scheduler = Scheduler(todo, spec.concurrency, spec.fail_fast, breaker)
         results = [r for r in run_jobs(submit, scheduler, record) if r.outcome is not Outcome.SKIPPED]
         ran_before = True
-        check = wave_check(index, results, spec.failure_threshold)
+        check = checks.MID080.result(index, results, spec.failure_threshold)
         state.checks.append(check)
         state.halted = scheduler.stopped or (None if not check.failed else check.message)
         state.save(runs_dir)

@@ -1,11 +1,27 @@
-"""The check catalogue: a stable code, severity, title and fix hint per check, like `linkerd check`."""
+"""The check catalogue: a stable code, severity, title and fix hint per check, like `linkerd check`, and the one
+function that evaluates each.
+
+A check's evaluator turns the facts observed (objects read from the cluster, probe answers, parameters) into its
+judgement (passed, detail). It lives next to where those facts are read and registers itself with
+`@checks.evaluates(checks.MIDnnn)`: this module stays free of the cluster, probe and stage modules the evaluators
+need, and a second evaluator for a code fails at import. Stages and `meshid check` judge a check only through its
+record (`checks.MID030.result(crs, params)`); `failed` is for a check whose facts could not be observed (a wait that
+gave up, a call that failed).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from meshid.reports import markdown_table
 from meshid.results import CheckResult, Outcome, Severity
+
+Judgement = tuple[bool, str]  # (passed, detail)
+Evaluator = Callable[..., Judgement]
+E = TypeVar("E", bound=Evaluator)
+_EVALUATORS: dict[str, Evaluator] = {}
 
 
 @dataclass(frozen=True)
@@ -16,6 +32,27 @@ class CheckSpec:
     title: str
     severity: Severity
     hint: str
+
+    @property
+    def evaluator(self) -> Evaluator:
+        """The function that judges this check (registered by its module with `evaluates`)."""
+        try:
+            return _EVALUATORS[self.code]
+        except KeyError:
+            raise LookupError(f"{self.code} has no evaluator: the module that defines it is not imported") from None
+
+    def evaluate(self, *facts: Any, **named: Any) -> Judgement:
+        """This check's judgement of the facts: (passed, detail)."""
+        return self.evaluator(*facts, **named)
+
+    def result(self, *facts: Any, **named: Any) -> CheckResult:
+        """This check's result for the facts."""
+        return result(self, *self.evaluate(*facts, **named))
+
+    def failed(self, why: str) -> CheckResult:
+        """This check failed because its facts could not be observed: `why` (a wait that gave up, a call that
+        failed)."""
+        return result(self, False, why)
 
 
 _FAIL, _WARN = Severity.FAIL, Severity.WARN
@@ -222,8 +259,23 @@ CATALOGUE: dict[str, CheckSpec] = {spec.code: spec for spec in list(globals().va
 """Every check above, in the order they are defined (the order of `meshid check --list` and the README table)."""
 
 
+def evaluates(*specs: CheckSpec) -> Callable[[E], E]:
+    """Register the decorated function as the evaluator of `specs`; a code evaluated twice fails at import."""
+
+    def register(evaluator: E) -> E:
+        for spec in specs:
+            found = _EVALUATORS.setdefault(spec.code, evaluator)
+            if found is not evaluator:
+                raise RuntimeError(f"{spec.code} is evaluated by {found.__module__}.{found.__qualname__} already, "
+                                   f"not also by {evaluator.__module__}.{evaluator.__qualname__}")
+        return evaluator
+
+    return register
+
+
 def result(spec: CheckSpec, ok: bool, message: str) -> CheckResult:
-    """The result of check `spec`; a failed result carries its hint."""
+    """The result of check `spec` as judged; a failed result carries its hint. Outside this module only tests call it
+    (the library judges through `CheckSpec.result` and `failed`)."""
     return CheckResult(
         code=spec.code,
         severity=spec.severity,

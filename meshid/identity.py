@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from meshid import checks
+from meshid.checks import Judgement
 from meshid.conditions import condition, conditions_text, is_true
 
 Obj = dict[str, Any]
@@ -21,11 +23,14 @@ def settled(identity: Obj) -> tuple[bool, str]:
     return is_true(identity, "Ready") or services_disabled(identity), conditions_text(identity)
 
 
-def lists_identity(services: list[Obj], name: str, spiffe_id: str) -> tuple[bool, str]:
-    """Whether MeshService `name` lists `spiffe_id` in spec.identities, and what it lists."""
+@checks.evaluates(checks.MID051)
+def lists_identity(services: list[Obj], name: str, spiffe_id: str) -> Judgement:
+    """MID051: whether MeshService `name` lists `spiffe_id` in spec.identities, and what it lists."""
     svc = next((s for s in services if s["metadata"]["name"] == name), None)
     identities = (svc or {}).get("spec", {}).get("identities", []) or []
-    return {"type": "SpiffeID", "value": spiffe_id} in identities, f"MeshService {name} identities: {identities or 'none'}"
+    if {"type": "SpiffeID", "value": spiffe_id} in identities:
+        return True, f"MeshService {name} lists {spiffe_id}"
+    return False, f"MeshService {name} identities: {identities or 'none'}"
 
 
 def spiffe_id_matches(match: Mapping[str, Any], spiffe_id: str) -> bool:

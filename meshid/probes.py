@@ -94,11 +94,22 @@ def denied(exchange: HttpExchange) -> bool:
     return exchange.status == 500 and body_json(exchange).get("title") == DENIED_TITLE
 
 
+def served(exchange: HttpExchange) -> bool:
+    """Let in: HTTP 200 with zone == "" (what a GET, which only reads the counter, can show)."""
+    return exchange.status == 200 and body_json(exchange).get("zone") == ""
+
+
 def allowed(exchange: HttpExchange) -> bool:
     """The guide's success: HTTP 200 with counter >= 1 and zone == ""."""
-    data = body_json(exchange)
-    counter = data.get("counter")
-    return (exchange.status == 200 and isinstance(counter, int) and counter >= 1 and data.get("zone") == "")
+    counter = body_json(exchange).get("counter")
+    return served(exchange) and isinstance(counter, int) and counter >= 1
+
+
+def answer_text(exchange: HttpExchange, limit: int = 200) -> str:
+    """An answer for messages: `HTTP <status> <body, cut at limit>` or `no answer (<error>)`."""
+    if exchange.status is None:
+        return f"no answer ({exchange.error})"
+    return f"HTTP {exchange.status} {exchange.body[:limit]}"
 
 
 def transient(exchange: HttpExchange) -> bool:

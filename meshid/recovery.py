@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from meshid import filelock, interrupt
+from meshid import checks, filelock, interrupt
+from meshid.checks import Judgement
 from meshid.errors import ExternalCallError, InputError, MeshidError
 from meshid.ledger import FILE, AppliedObject, AppliedRelease, Ledger
 from meshid.models import GuideParams, ProviderName, Target
@@ -66,6 +67,13 @@ def clean_up(ctx: RunContext, out: StageOutput) -> list[str]:
     except ExternalCallError as exc:
         return [f"the cluster does not answer, so nothing was undone: {exc}"]
     return undo(ctx.cluster, ctx.helm, ctx.ledger, timeout_s, out)
+
+
+@checks.evaluates(checks.MID070, checks.MID081)
+def nothing_left(problems: list[str], done: str) -> Judgement:
+    """MID070 (a run's cleanup) and MID081 (a rollout's rollback): nothing it had to remove is left (`problems` says
+    what is); `done` says what it did."""
+    return not problems, "; ".join(problems) or done
 
 
 def summary(touched: list[Touched], problems: list[str] = ()) -> str:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from meshid import checks
+from meshid.checks import Judgement
 from meshid.conditions import live
 from meshid.manifests import CLUSTER_SPIFFE_ID as GUIDE_CR
 from meshid.manifests import DEMO_WORKLOADS
@@ -41,8 +43,9 @@ def issuing(crs: list[Obj], params: GuideParams) -> Obj | None:
                 None)
 
 
-def reconciled(crs: list[Obj], params: GuideParams) -> tuple[bool, str]:
-    """Whether SPIRE reconciled the issuing CR (it has stats and selected pods), and what it shows. Render failures
+@checks.evaluates(checks.MID030)
+def reconciled(crs: list[Obj], params: GuideParams) -> Judgement:
+    """MID030: whether SPIRE reconciled the issuing CR (it has stats and selected pods), and what it shows. Render failures
     are reported, not judged: pods pending anywhere in the cluster count there; the entries check judges the demo."""
     cr = issuing(crs, params)
     if cr is None:
@@ -52,7 +55,7 @@ def reconciled(crs: list[Obj], params: GuideParams) -> tuple[bool, str]:
 
 
 def ignored_guide_cr(crs: list[Obj], params: GuideParams) -> str | None:
-    """Why the guide's CR is ignored by SPIRE (MID031), or None when it is not (or is absent)."""
+    """Why the guide's CR is ignored by SPIRE, or None when it is not (or is absent)."""
     guide = next((c for c in crs if c["metadata"]["name"] == GUIDE_CR), None)
     if guide is None or guide.get("spec", {}).get("className") or stats(guide).get("podsSelected"):
         return None
@@ -61,6 +64,15 @@ def ignored_guide_cr(crs: list[Obj], params: GuideParams) -> str | None:
           if source else "no other CR issues them")
     return (f"ClusterSPIFFEID {GUIDE_CR} has no className, so SPIRE's controller (class "
             f"{params.spire.controller_class}, watchClassless false) ignores it and its stats stay empty; {by}")
+
+
+@checks.evaluates(checks.MID031)
+def guide_cr_counted(crs: list[Obj], params: GuideParams) -> Judgement:
+    """MID031: SPIRE does not ignore the guide's ClusterSPIFFEID (it has the controller's class, or it is absent)."""
+    ignored = ignored_guide_cr(crs, params)
+    present = any(c["metadata"]["name"] == GUIDE_CR for c in crs)
+    return ignored is None, ignored or ("the guide's ClusterSPIFFEID is reconciled" if present
+                                        else "no ignored ClusterSPIFFEID")
 
 
 def unregistered(entries: list[Entry], pods: list[Obj], spiffe_id: str) -> list[str]:
@@ -82,8 +94,9 @@ def entries_seen(entries: list[Entry], pods: list[Obj], spiffe_id: str) -> tuple
     return True, f"SPIRE holds an entry issuing {spiffe_id} to each of {', '.join(p['metadata']['name'] for p in pods)}"
 
 
-def demo_entries(cluster: Cluster, params: GuideParams, timeout_s: float) -> tuple[bool, str]:
-    """Whether SPIRE holds an entry issuing the demo workloads' SPIFFE ID to each of their running pods (read with
+@checks.evaluates(checks.MID032)
+def demo_entries(cluster: Cluster, params: GuideParams, timeout_s: float) -> Judgement:
+    """MID032: whether SPIRE holds an entry issuing the demo workloads' SPIFFE ID to each of their running pods (read with
     the server's own CLI), and what it holds."""
     selector = f"app in ({','.join(DEMO_WORKLOADS)})"
     pods, _ = cluster.list("v1", "Pod", params.namespaces.demo, label_selector=selector)

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from meshid import checks
+from meshid.checks import Judgement
+
 if TYPE_CHECKING:
     from meshid.kube import Cluster
     from meshid.spire import SpireRelease
@@ -43,8 +46,9 @@ def is_bound(claim: Obj | None) -> bool:
     return claim is not None and claim.get("status", {}).get("phase") == "Bound"
 
 
-def datastore_claimable(cluster: Cluster, spire: SpireRelease, persistence: str) -> tuple[bool, str]:
-    """Whether SPIRE's server can get its datastore volume: no claim needed, its claim is Bound already, or a default
+@checks.evaluates(checks.MID023)
+def datastore_claimable(cluster: Cluster, spire: SpireRelease, persistence: str) -> Judgement:
+    """MID023: whether SPIRE's server can get its datastore volume: no claim needed, its claim is Bound already, or a default
     StorageClass will provision it; and what was seen."""
     if persistence != "pvc":
         return True, f"spire-server.persistence.type={persistence}: no claim needed"

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from meshid import checks
-from meshid.results import CheckResult, Outcome
+from meshid.checks import Judgement
+from meshid.results import Outcome
 
 if TYPE_CHECKING:
     from meshid.fleet.results import TargetResult
@@ -48,11 +49,12 @@ def allowed_failures(threshold: int | str, size: int) -> int:
     return math.floor(size * float(threshold.rstrip("%")) / 100 + 1e-9)
 
 
-def wave_check(wave: int, results: Sequence[TargetResult], threshold: int | str) -> CheckResult:
+@checks.evaluates(checks.MID080)
+def within_threshold(wave: int, results: Sequence[TargetResult], threshold: int | str) -> Judgement:
     """MID080 for one finished wave: its failures within the threshold."""
     failed = [r.target for r in results if r.outcome is Outcome.FAILED]
     allowed = allowed_failures(threshold, len(results))
     name = "canary" if wave == 0 else f"wave {wave}"
     detail = f" ({', '.join(failed)})" if failed else ""
-    return checks.result(checks.MID080, len(failed) <= allowed, f"{name}: {len(failed)} of {len(results)} failed"
-                         f"{detail}, threshold {threshold} allows {allowed}")
+    return len(failed) <= allowed, (f"{name}: {len(failed)} of {len(results)} failed{detail}, threshold {threshold} "
+                                    f"allows {allowed}")

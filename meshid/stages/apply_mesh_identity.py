@@ -8,12 +8,12 @@ wait for SPIRE's CSI driver.
 from __future__ import annotations
 
 from meshid import checks
+from meshid.checks import Judgement
 from meshid.conditions import Obj, condition, conditions_text, is_true, named
 from meshid.errors import WaitTimeout
 from meshid.kube import ApiError
 from meshid.identity import services_disabled, settled
 from meshid.manifests import MESH, demo_mesh, mesh_identity
-from meshid.results import CheckResult
 from meshid.stages.run_context import RunContext
 from meshid.stages.output import StageOutput
 
@@ -23,7 +23,7 @@ API = "kuma.io/v1alpha1"
 def run(ctx: RunContext, out: StageOutput) -> None:
     """Check the Mesh is Exclusive, apply the MeshIdentity, and report the conditions it reaches."""
     p = ctx.params
-    out.add(mesh_services_exclusive(ctx.apply(demo_mesh(p), out)))
+    out.check(checks.MID012, ctx.apply(demo_mesh(p), out))
     wanted = mesh_identity(p)
     _narrow_selector(ctx, wanted)
     identity = ctx.apply(wanted, out)
@@ -32,21 +32,37 @@ def run(ctx: RunContext, out: StageOutput) -> None:
         obj = ctx.cluster.wait(f"MeshIdentity {ns}/{name} Ready=True", API, "MeshIdentity", named(name, settled),
                                p.timeouts.wait_s, namespace=ns, field_selector=f"metadata.name={name}")[0]
     except WaitTimeout as exc:
-        out.check(checks.MID040, False, str(exc))
+        out.add(checks.MID040.failed(str(exc)))
         return
-    text = conditions_text(obj)
-    out.touch("MeshIdentity", ns, name, "observed", text)
-    disabled = services_disabled(obj)
-    deps = condition(obj, "DependenciesReady") or {}
-    out.check(checks.MID041, not disabled, f"DependenciesReady=False (MeshServicesDisabled): {deps.get('message', '')}"
-              if disabled else "mesh services enabled")
-    out.check(checks.MID040, is_true(obj, "Ready"), f"MeshIdentity {ns}/{name}: {text}")
+    out.touch("MeshIdentity", ns, name, "observed", conditions_text(obj))
+    out.check(checks.MID041, obj)
+    out.check(checks.MID040, obj, ns)
 
 
-def mesh_services_exclusive(mesh: Obj) -> CheckResult:
+@checks.evaluates(checks.MID012)
+def mesh_services_exclusive(mesh: Obj) -> Judgement:
     """MID012 for the live Mesh `default` (empty when there is none): its meshServices.mode is Exclusive."""
     mode = mesh.get("spec", {}).get("meshServices", {}).get("mode", "unset")
-    return checks.result(checks.MID012, mode == "Exclusive", f"Mesh {MESH} meshServices.mode is {mode}")
+    return mode == "Exclusive", f"Mesh {MESH} meshServices.mode is {mode}"
+
+
+@checks.evaluates(checks.MID040)
+def identity_ready(identity: Obj | None, ns: str) -> Judgement:
+    """MID040 for a live MeshIdentity of namespace `ns` (None when there is none): Ready=True."""
+    if identity is None:
+        return False, f"no MeshIdentity in {ns}"
+    return is_true(identity, "Ready"), f"MeshIdentity {ns}/{identity['metadata']['name']}: {conditions_text(identity)}"
+
+
+@checks.evaluates(checks.MID041)
+def services_enabled(identity: Obj) -> Judgement:
+    """MID041 for a MeshIdentity: not DependenciesReady=False for MeshServicesDisabled."""
+    meta = identity["metadata"]
+    which = f"MeshIdentity {meta.get('namespace')}/{meta['name']}"
+    if services_disabled(identity):
+        deps = condition(identity, "DependenciesReady") or {}
+        return False, f"{which}: DependenciesReady=False (MeshServicesDisabled): {deps.get('message', '')}"
+    return True, f"{which}: mesh services enabled"
 
 
 def dropped_labels(ctx: RunContext, wanted: dict) -> dict[str, None]:

@@ -19,13 +19,13 @@ def run(ctx: RunContext, out: StageOutput) -> None:
     keep = policy is CleanupPolicy.NEVER or (policy is CleanupPolicy.ON_SUCCESS
                                              and ctx.ledger.run.outcome == Outcome.FAILED.value)
     if ctx.handle is None and not ctx.ledger.entries:
-        out.check(checks.MID070, True, "no cluster was started or reached: nothing to clean up")
+        out.check(checks.MID070, [], "no cluster was started or reached: nothing to clean up")
         recovery.finish(ctx.ledger, Cleanup.DONE, "run", "nothing to clean up")
     elif keep:
         line = (f"kept per cleanup policy {policy.value}; ledger in {ctx.ledger.path}; "
                 f"`{recovery.recover_command(ctx.run_id, ctx.settings.runs_dir)}` undoes it")
         out.touch("Cluster", None, ctx.params.target.resolved_cluster, "kept", f"cleanup policy {policy.value}")
-        out.check(checks.MID070, True, line)
+        out.check(checks.MID070, [], line)
         recovery.finish(ctx.ledger, Cleanup.KEPT, "run", line)
     else:
         with interrupt.shielded():
@@ -35,7 +35,6 @@ def run(ctx: RunContext, out: StageOutput) -> None:
                 recovery.finish(ctx.ledger, Cleanup.INCOMPLETE, "run", "cleanup skipped by a second signal: finish "
                                 f"it with `{recovery.recover_command(ctx.run_id, ctx.settings.runs_dir)}`")
                 raise
-        out.check(checks.MID070, not problems, "; ".join(problems) or
-                  f"removed everything the run created ({recovery.summary(out.touched)})")
+        out.check(checks.MID070, problems, f"removed everything the run created ({recovery.summary(out.touched)})")
         recovery.finish(ctx.ledger, Cleanup.INCOMPLETE if problems else Cleanup.DONE, "run",
                         recovery.summary(out.touched, problems))

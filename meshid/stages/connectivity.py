@@ -5,18 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from meshid import checks
+from meshid.checks import Judgement
 from meshid.envoy_admin import inbound_handshakes, served_ids
 from meshid.identity import permits
 from meshid.kube import ApiError
 from meshid.manifests import DEMO_PORT
-from meshid.probes import Expectation, allowed, counter_probe, denied, expect, serving_pod
-from meshid.results import HttpExchange
+from meshid.probes import Expectation, allowed, answer_text, counter_probe, denied, expect, served, serving_pod
+from meshid.results import CheckResult, HttpExchange
 from meshid.polling import poll
 from meshid.stages.run_context import RunContext
 from meshid.stages.output import StageOutput
 from meshid.stages.register_spiffe_ids import check_entries
 from meshid.stages.restart_workloads import IDENTITY_SERVICE
-from meshid.stages.waits import checked_wait
+from meshid.stages.waits import checked_wait, reading
 
 DENIAL_STREAK = 3  # consecutive denials that show identity-based mTLS is in force before the permission
 CONFIRM_S = 5.0  # entries must be there already: the bound only rides out a transient error of the exec
@@ -33,11 +34,53 @@ def _probe(ctx: RunContext, out: StageOutput, want: Callable[[HttpExchange], boo
     return result
 
 
-def _summary(result: Expectation, consecutive: int) -> str:
-    last = result.last
-    answer = f"HTTP {last.status} {last.body[:200]}" if last.status is not None else f"no answer ({last.error})"
+def _calls(result: Expectation, consecutive: int) -> str:
     return (f"{result.streak}/{consecutive} in a row after {result.calls} calls in {result.elapsed_s:.1f}s "
-            f"({result.transient} transient); last: {answer}")
+            f"({result.transient} transient); last")
+
+
+@checks.evaluates(checks.MID060)
+def denial(answer: HttpExchange, calls: str) -> Judgement:
+    """MID060 for the last answer to calls made without a permission (`calls` says which): the guide's denial."""
+    return denied(answer), f"{calls}: {answer_text(answer)}"
+
+
+@checks.evaluates(checks.MID061)
+def admission(answer: HttpExchange, calls: str, counted: bool = True) -> Judgement:
+    """MID061 for the last answer to calls made with the permission (`calls` says which): the guide's success (a
+    POST's counter counted; a GET only reads it, so `counted` is False for one)."""
+    return (allowed if counted else served)(answer), f"{calls}: {answer_text(answer)}"
+
+
+@checks.evaluates(checks.MID062)
+def converged_early(elapsed_s: float, window_s: float) -> Judgement:
+    """MID062: allowed within the first half of the window."""
+    return elapsed_s <= window_s / 2, f"converged after {elapsed_s:.1f}s of a {window_s:.0f}s window"
+
+
+@checks.evaluates(checks.MID063)
+def mtls_inbound(pod: str, handshakes: int | None, grew: int | None = None) -> Judgement:
+    """MID063 from kv's inbound TLS counter (None: no sidecar or no TLS stats), and, for allowed calls just made, how
+    much it grew meanwhile. Its sidecar's counters start at 0 with the pod, so any handshake it counts happened since
+    kv restarted; the calls may reuse a connection opened earlier (Envoy pools upstream connections), so growth is
+    reported, not required."""
+    if handshakes is None:
+        return False, (f"kv pod {pod}: no sidecar, or no TLS stats on its inbound listener {DEMO_PORT}: the calls were "
+                       "not mTLS")
+    if not handshakes:
+        return False, f"kv pod {pod}: no TLS handshake on its inbound listener"
+    during = "" if grew is None else (f", {grew} during the allowed calls" if grew > 0 else
+                                      ", none new during the allowed calls (pooled connection)")
+    return True, f"kv pod {pod}: listener *_{DEMO_PORT} ssl.handshake {handshakes} since the pod started{during}"
+
+
+@checks.evaluates(checks.MID065)
+def serves_workload_id(pod: str, ids: list[str] | None, wanted: str) -> Judgement:
+    """MID065 from the SPIFFE IDs kv's proxy serves certificates for (None: no sidecar): `wanted` among them."""
+    certs = "no sidecar" if ids is None else ", ".join(ids) or "no certificate"
+    if ids and wanted in ids:
+        return True, f"kv pod {pod} serves: {certs}, as expected"
+    return False, f"kv pod {pod} serves: {certs}; expected {wanted}"
 
 
 def permitting(ctx: RunContext) -> list[str]:
@@ -61,11 +104,20 @@ def before_permission(ctx: RunContext, out: StageOutput) -> None:
     """Without a permission, identity-based mTLS must deny: HTTP 500 "failed to retrieve zone"."""
     found = permitting(ctx)
     if found:  # every call would be allowed: say so now instead of calling for the whole window
-        out.check(checks.MID060, False, f"not probed: MeshTrafficPermission {', '.join(found)} already lets "
-                                        f"{ctx.params.workload_id()} in, so no call can be denied")
+        out.add(checks.MID060.failed(f"not probed: MeshTrafficPermission {', '.join(found)} already lets "
+                                     f"{ctx.params.workload_id()} in, so no call can be denied"))
         return
     result = _probe(ctx, out, denied, DENIAL_STREAK)
-    out.check(checks.MID060, result.met, "denied: " + _summary(result, DENIAL_STREAK))
+    _expected(out, checks.MID060, result, "denied: " + _calls(result, DENIAL_STREAK))
+
+
+def _expected(out: StageOutput, check: checks.CheckSpec, result: Expectation, calls: str) -> None:
+    """`check` for a probe window: its last answer judged once the window's streak is met; failed, with that answer,
+    when the window closed first."""
+    if result.met:
+        out.check(check, result.last, calls)
+    else:
+        out.add(check.failed(check.evaluate(result.last, calls)[1]))
 
 
 def after_permission(ctx: RunContext, out: StageOutput) -> None:
@@ -76,13 +128,11 @@ def after_permission(ctx: RunContext, out: StageOutput) -> None:
     kv = serving_pod(ctx.cluster, p.namespaces.demo, IDENTITY_SERVICE)
     before = _handshakes(ctx, kv)
     result = _probe(ctx, out, allowed, n)
-    out.check(checks.MID061, result.met, "allowed: " + _summary(result, n))
+    _expected(out, checks.MID061, result, "allowed: " + _calls(result, n))
     if result.met:
-        late = result.elapsed_s > p.timeouts.connectivity_s / 2
-        out.check(checks.MID062, not late, f"converged after {result.elapsed_s:.1f}s of a "
-                                           f"{p.timeouts.connectivity_s:.0f}s window")
+        out.check(checks.MID062, result.elapsed_s, p.timeouts.connectivity_s)
         after = _handshakes(ctx, kv)
-        out.check(checks.MID063, bool(after), _handshake_summary(kv, before, after))
+        out.check(checks.MID063, kv, after, None if after is None else after - (before or 0))
     check_served_identity(ctx, out, kv, p.timeouts.connectivity_s if result.met else 0)
     # after success a confirmation; after a failure, whether missing registrations explain it
     check_entries(ctx, out, timeout_s=CONFIRM_S)
@@ -95,26 +145,15 @@ def check_served_identity(ctx: RunContext, out: StageOutput, pod: str, wait_s: f
     p = ctx.params
     wanted = p.workload_id()
 
-    def read() -> tuple[bool, str, str]:
-        served = served_ids(ctx.cluster, p.namespaces.demo, pod, p.timeouts.http_s)
-        seen = f"kv pod {pod} serves: {'no sidecar' if served is None else ', '.join(served) or 'no certificate'}"
-        return bool(served) and wanted in served, seen, seen
+    def read() -> tuple[bool, str, CheckResult]:
+        return reading(checks.MID065.result(pod, served_ids(ctx.cluster, p.namespaces.demo, pod, p.timeouts.http_s),
+                                            wanted))
 
-    checked_wait(out, checks.MID065, lambda: poll(f"kv's sidecar serving {wanted}", read, wait_s),
-                 lambda seen: f"{seen}, as expected")
+    found = checked_wait(out, checks.MID065, lambda: poll(f"kv's sidecar serving {wanted}", read, wait_s))
+    if found is not None:
+        out.add(found)
 
 
 def _handshakes(ctx: RunContext, pod: str) -> int | None:
     return inbound_handshakes(ctx.cluster, ctx.params.namespaces.demo, pod, DEMO_PORT, ctx.params.timeouts.http_s)
 
-
-def _handshake_summary(pod: str, before: int | None, after: int | None) -> str:
-    """What kv's inbound TLS counter says. Its sidecar's counters start at 0 with the pod, so any handshake it counts
-    happened since kv restarted; the calls may reuse a connection opened earlier (Envoy pools upstream connections),
-    so growth during the allowed calls is reported, not required."""
-    if after is None:
-        return f"kv pod {pod}: no sidecar, or no TLS stats on its inbound listener {DEMO_PORT}: the calls were not mTLS"
-    grew = after - (before or 0)
-    return (f"kv pod {pod}: listener *_{DEMO_PORT} ssl.handshake {after} since the pod started"
-            + (f", {grew} during the allowed calls" if grew > 0 else ", none new during the allowed calls (pooled "
-               "connection)") if after else f"kv pod {pod}: no TLS handshake on its inbound listener")

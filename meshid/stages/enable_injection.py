@@ -8,6 +8,7 @@ The guide uses `kubectl set env`, which with helm 3 the next `helm upgrade` sile
 from __future__ import annotations
 
 from meshid import checks
+from meshid.checks import Judgement
 from meshid.manifests import SPIRE_INJECTION_ENV, injection_env_values
 from meshid.stages.run_context import RunContext
 from meshid.stages.install_kong_mesh import RELEASE
@@ -24,6 +25,13 @@ def injection_env(deployment: dict) -> str | None:
                 None)
 
 
+@checks.evaluates(checks.MID022)
+def injection_enabled(deployment: dict, ns: str) -> Judgement:
+    """MID022 for the control plane's Deployment in `ns`: the SPIRE injection env is "true"."""
+    value = injection_env(deployment)
+    return value == "true", f"{SPIRE_INJECTION_ENV}={value} in deployment {ns}/{CONTROL_PLANE}"
+
+
 def run(ctx: RunContext, out: StageOutput) -> None:
     """Ensure the injection env, wait for the control plane's rollout, and check the env is in force."""
     p = ctx.params
@@ -31,9 +39,7 @@ def run(ctx: RunContext, out: StageOutput) -> None:
     current = ctx.cluster.get("apps/v1", "Deployment", CONTROL_PLANE, ns) or {}
     if injection_env(current) != "true":
         ctx.install(p.charts.kong_mesh, RELEASE, ns, injection_env_values(p), out)
-    dep = checked_wait(out, checks.MID022, lambda: ctx.cluster.wait_rollout(ns, CONTROL_PLANE, p.timeouts.wait_s),
-                       lambda _: f"deployment {ns}/{CONTROL_PLANE} rolled out")
+    dep = checked_wait(out, checks.MID022, lambda: ctx.cluster.wait_rollout(ns, CONTROL_PLANE, p.timeouts.wait_s))
     if dep is not None:
-        value = injection_env(dep)
-        out.touch("Deployment", ns, CONTROL_PLANE, "observed", f"{SPIRE_INJECTION_ENV}={value}")
-        out.check(checks.MID022, value == "true", f"{SPIRE_INJECTION_ENV}={value} in deployment {ns}/{CONTROL_PLANE}")
+        out.touch("Deployment", ns, CONTROL_PLANE, "observed", f"{SPIRE_INJECTION_ENV}={injection_env(dep)}")
+        out.check(checks.MID022, dep, ns)

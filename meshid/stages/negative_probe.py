@@ -10,12 +10,13 @@ end unless `keep_probe` (with a cleanup that removes the run's changes, it goes 
 from __future__ import annotations
 
 from meshid import checks, registration
+from meshid.checks import Judgement
 from meshid.conditions import live
 from meshid.kube import ApiError
 from meshid.manifests import DEMO_PORT, MANAGED_BY, MANAGED_BY_LABEL, PROBE
 from meshid.models import CleanupPolicy
 from meshid.polling import poll
-from meshid.probes import allowed, counter_probe, denied, expect, forwarded, ready_pod
+from meshid.probes import Expectation, allowed, answer_text, counter_probe, denied, expect, forwarded, ready_pod
 from meshid.stages.run_context import RunContext
 from meshid.stages.output import StageOutput
 from meshid.undo import wait_gone
@@ -54,12 +55,16 @@ def _check(ctx: RunContext, out: StageOutput, ns: str) -> None:
     out.transient_calls += refused.transient
     with counter_probe(ctx.cluster, p.namespaces.demo, timeout_s=p.timeouts.http_s) as demo:
         served = expect(demo, allowed, 1, p.timeouts.connectivity_s)  # once the permission is in force
-    last = refused.last
-    answer = f"HTTP {last.status} {last.body[:160]}" if last.status is not None else f"no answer ({last.error})"
-    out.http = last
-    out.check(checks.MID064, refused.met and served.met,
-              f"probe {probe_id}: {refused.streak}/{DENIALS} denied in a row after {refused.calls} calls (last: "
-              f"{answer}); demo-app meanwhile: HTTP {served.last.status} {served.last.body[:120]}")
+    out.http = refused.last
+    out.check(checks.MID064, probe_id, refused, served)
+
+
+@checks.evaluates(checks.MID064)
+def probe_refused(probe_id: str, refused: Expectation, served: Expectation) -> Judgement:
+    """MID064 from the probe's window (`DENIALS` denials in a row wanted) and demo-app's meanwhile (one success)."""
+    return refused.met and served.met, (
+        f"probe {probe_id}: {refused.streak}/{DENIALS} denied in a row after {refused.calls} calls (last: "
+        f"{answer_text(refused.last, 160)}); demo-app meanwhile: HTTP {served.last.status} {served.last.body[:120]}")
 
 
 def _remove(ctx: RunContext, out: StageOutput, ns: str) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from typing import Any
+
 from meshid import checks
 from meshid.results import CheckResult, HttpExchange, Touched
 
@@ -22,13 +24,14 @@ class StageOutput:
     versions: dict[str, str] = field(default_factory=dict)  # component -> version, for the run's report
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def check(self, spec: checks.CheckSpec, ok: bool, message: str) -> bool:
-        """Record the outcome of catalogue check `spec`; return `ok`."""
-        self.add(checks.result(spec, ok, message))
-        return ok
+    def check(self, spec: checks.CheckSpec, *facts: Any, **named: Any) -> bool:
+        """Record catalogue check `spec` as its evaluator judges the facts; return whether it passed."""
+        result = spec.result(*facts, **named)
+        self.add(result)
+        return not result.failed
 
     def add(self, result: CheckResult) -> None:
-        """Record a check result evaluated elsewhere (by the same function `meshid check` calls)."""
+        """Record a check result made elsewhere (a list of them, a check whose facts could not be observed)."""
         with self._lock:
             self.checks.append(result)
 

@@ -11,10 +11,11 @@ from meshid import checks, registration
 from meshid.manifests import cluster_spiffe_id
 from meshid.models import DEMO_SERVICE_ACCOUNT
 from meshid.polling import poll
+from meshid.results import CheckResult
 from meshid.spiffe import spire_template_id
 from meshid.stages.run_context import RunContext
 from meshid.stages.output import StageOutput
-from meshid.stages.waits import checked_wait
+from meshid.stages.waits import checked_wait, reading
 
 API = "spire.spiffe.io/v1alpha1"
 KIND = "ClusterSPIFFEID"
@@ -29,12 +30,11 @@ def run(ctx: RunContext, out: StageOutput) -> None:
     out.touch("SpiffeID", p.namespaces.demo, expected, "expected", "SVID SPIRE should issue to the demo pods")
     crs = checked_wait(out, checks.MID030, lambda: ctx.cluster.wait(
         f"a reconciled ClusterSPIFFEID selecting the demo pods (class {p.spire.controller_class})", API, KIND,
-        lambda found: registration.reconciled(found, p), p.timeouts.wait_s),
-        lambda found: registration.reconciled(found, p)[1])
+        lambda found: registration.reconciled(found, p), p.timeouts.wait_s))
     if crs is None:
         return
-    ignored = registration.ignored_guide_cr(crs, p)
-    out.check(checks.MID031, ignored is None, ignored or "the guide's ClusterSPIFFEID is reconciled")
+    out.check(checks.MID030, crs, p)
+    out.check(checks.MID031, crs, p)
     check_entries(ctx, out, p.timeouts.wait_s)
 
 
@@ -42,11 +42,12 @@ def check_entries(ctx: RunContext, out: StageOutput, timeout_s: float) -> bool:
     """MID032: SPIRE holds an entry issuing the demo's SPIFFE ID to each demo pod, waiting up to `timeout_s`."""
     p = ctx.params
 
-    def read() -> tuple[bool, str, str]:
-        ok, seen = registration.demo_entries(ctx.cluster, p, p.timeouts.http_s)
-        return ok, seen, seen
+    def read() -> tuple[bool, str, CheckResult]:
+        return reading(checks.MID032.result(ctx.cluster, p, p.timeouts.http_s))
 
     found = checked_wait(out, checks.MID032, lambda: poll(
         f"SPIRE entries issuing {p.workload_id()} to every demo pod ({p.spire.server_pod}: spire-server entry show)",
-        read, timeout_s), lambda seen: seen)
+        read, timeout_s))
+    if found is not None:
+        out.add(found)
     return found is not None

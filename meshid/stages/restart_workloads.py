@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from meshid import checks
+from meshid.checks import Judgement
 from meshid.conditions import Obj, has_volume, live
 from meshid.identity import lists_identity
 from meshid.manifests import DEMO_WORKLOADS as DEPLOYMENTS
 from meshid.models import RunMode
-from meshid.results import CheckResult
 from meshid.stages.apply_demo import held_by_csi
 from meshid.stages.run_context import RunContext
 from meshid.stages.output import StageOutput
@@ -24,14 +24,15 @@ def _without_socket(ctx: RunContext, ns: str) -> list[str]:
     return [name for name in DEPLOYMENTS if name in lacking]
 
 
-def socket_volumes(pods: list[Obj]) -> CheckResult:
+@checks.evaluates(checks.MID050)
+def socket_volumes(pods: list[Obj]) -> Judgement:
     """MID050 for the demo's pods: every live one carries the SPIRE agent socket volume (injected after SPIRE
     injection was on)."""
     running = live(pods)
     missing = [pod["metadata"]["name"] for pod in running if not has_volume(pod, SOCKET_VOLUME)]
     if not running:
-        return checks.result(checks.MID050, False, "no demo pod that is not being deleted")
-    return checks.result(checks.MID050, not missing, f"pods without {SOCKET_VOLUME}: {', '.join(missing)}" if missing
+        return False, "no demo pod that is not being deleted"
+    return not missing, (f"pods without {SOCKET_VOLUME}: {', '.join(missing)}" if missing
                          else f"{len(running)} demo pods carry {SOCKET_VOLUME}")
 
 
@@ -46,16 +47,17 @@ def run(ctx: RunContext, out: StageOutput) -> None:
         out.touch("Deployment", ns, name, "restarted")
     for name in restart:
         if checked_wait(out, checks.MID050, lambda name=name: ctx.cluster.wait_rollout(ns, name, p.timeouts.wait_s),
-                        lambda _, name=name: f"deployment {name} rolled out", lambda: held_by_csi(ctx)) is None:
+                        lambda waited_s: held_by_csi(ctx, waited_s)) is None:
             return
     pods, _ = ctx.cluster.list("v1", "Pod", ns, label_selector=f"app in ({','.join(DEPLOYMENTS)})")
     for pod in live(pods):
         carries = "yes" if has_volume(pod, SOCKET_VOLUME) else "NO"
         out.touch("Pod", ns, pod["metadata"]["name"], "observed", f"{SOCKET_VOLUME}: {carries}")
-    out.add(socket_volumes(pods))
+    out.check(checks.MID050, pods)
 
     expected = p.workload_id()
-    checked_wait(out, checks.MID051, lambda: ctx.cluster.wait(
+    services = checked_wait(out, checks.MID051, lambda: ctx.cluster.wait(
         f"MeshService {ns}/{IDENTITY_SERVICE} listing {expected}", "kuma.io/v1alpha1", "MeshService",
-        lambda services: lists_identity(services, IDENTITY_SERVICE, expected), p.timeouts.wait_s, namespace=ns),
-        lambda _: f"MeshService {IDENTITY_SERVICE} lists {expected}")
+        lambda found: lists_identity(found, IDENTITY_SERVICE, expected), p.timeouts.wait_s, namespace=ns))
+    if services is not None:
+        out.check(checks.MID051, services, IDENTITY_SERVICE, expected)

@@ -14,7 +14,6 @@ def run(ctx: RunContext, out: StageOutput) -> None:
     stops it."""
     with interrupt.shielded():
         problems = recovery.clean_up(ctx, out)
-    out.check(checks.MID081, not problems, "; ".join(problems) or f"undid the {len(out.touched)} changes run "
-                                                                 f"{ctx.run_id} applied")
+    out.check(checks.MID081, problems, f"undid the {len(out.touched)} changes run {ctx.run_id} applied")
     recovery.finish(ctx.ledger, Cleanup.INCOMPLETE if problems else Cleanup.DONE, "rollback",
                     recovery.summary(out.touched, problems))

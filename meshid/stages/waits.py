@@ -1,4 +1,5 @@
-"""A wait whose outcome is a catalogue check: met -> passed check, timed out -> failed check with what was seen."""
+"""A wait a catalogue check stands on: met -> what it found, for the check's evaluator; timed out -> the check failed
+with the wait's own message (what was last seen)."""
 
 from __future__ import annotations
 
@@ -7,24 +8,24 @@ from typing import TypeVar
 
 from meshid.checks import CheckSpec
 from meshid.errors import WaitTimeout
+from meshid.results import CheckResult
 from meshid.stages.output import StageOutput
 
 T = TypeVar("T")
-Explanation = Callable[[], tuple[CheckSpec, str] | None]  # a more specific (check, message) for a wait that gave up
+Explanation = Callable[[float], CheckResult | None]  # a more specific failed check for a wait that gave up after s
 
 
-def checked_wait(out: StageOutput, check: CheckSpec, wait: Callable[[], T], success: Callable[[T], str],
+def checked_wait(out: StageOutput, check: CheckSpec, wait: Callable[[], T],
                  explain: Explanation | None = None) -> T | None:
-    """Run `wait`; record `check` passed with `success(result)`, or failed with the wait's own message, unless
-    `explain` names a more specific cause (its check fails instead)."""
+    """Run `wait` and return what it found; if it gives up, record `check` failed with the wait's message, unless
+    `explain` names a more specific cause (its failed check instead), and return None."""
     try:
-        result = wait()
+        return wait()
     except WaitTimeout as exc:
-        cause = explain() if explain else None
-        if cause:
-            out.check(cause[0], False, f"{cause[1]} (gave up after {exc.timeout_s:g}s)")
-        else:
-            out.check(check, False, str(exc))
+        out.add((explain(exc.timeout_s) if explain else None) or check.failed(str(exc)))
         return None
-    out.check(check, True, success(result))
-    return result
+
+
+def reading(result: CheckResult) -> tuple[bool, str, CheckResult]:
+    """A check's result as a `polling.poll` reading: done when it passed, its message as what was seen."""
+    return not result.failed, result.message, result

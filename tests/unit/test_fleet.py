@@ -17,7 +17,7 @@ from meshid.fleet.results import FleetReport, TargetResult, infrastructure_failu
 from meshid.fleet.rollout_state import RolloutState
 from meshid.fleet.scheduling import CircuitBreaker, Scheduler, jobs
 from meshid.fleet.spec import FleetMode, load_fleet_file, parse_fleet
-from meshid.fleet.waves import allowed_failures, plan_waves, wave_check
+from meshid.fleet.waves import allowed_failures, plan_waves
 from meshid.models import CleanupPolicy, Target
 from meshid.results import Outcome, RunReport, StageResult, TargetRef
 
@@ -192,9 +192,9 @@ def _result(target: str, outcome: Outcome = Outcome.PASSED, infra: bool = False,
 
 def test_wave_check_mid080_fails_only_beyond_the_threshold():
     wave = [_result("a", Outcome.FAILED), _result("b"), _result("c"), _result("d")]
-    ok = wave_check(1, wave, "25%")
+    ok = checks.MID080.result(1, wave, "25%")
     assert ok.code == "MID080" and not ok.failed and "1 of 4 failed (a)" in ok.message
-    bad = wave_check(0, wave[:1], 0)
+    bad = checks.MID080.result(0, wave[:1], 0)
     assert bad.blocking and bad.message.startswith("canary: 1 of 1 failed") and bad.hint
 
 
@@ -327,7 +327,7 @@ def test_fleet_report_json_has_the_ci_shape_and_fails_on_a_failed_target():
     results = [TargetResult.from_report(failed_run, wave=0, run_url="http://ui/flow-runs/flow-run/1"),
                _result("b", Outcome.SKIPPED).model_copy(update={"reason": "rollout halted: canary failed"})]
     report = FleetReport(fleet_run_id="f1", mode="rollout", results=results,
-                         checks=[wave_check(0, results[:1], 0)], halted="canary: 1 of 1 failed")
+                         checks=[checks.MID080.result(0, results[:1], 0)], halted="canary: 1 of 1 failed")
     data = report.to_json_dict()
     assert data["outcome"] == "failed" and data["halted"] == "canary: 1 of 1 failed"
     first = data["results"][0]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from meshid.stages.restart_workloads import SOCKET_VOLUME, socket_volumes
+from meshid.checks import MID050
+from meshid.stages.restart_workloads import SOCKET_VOLUME
 
 
 def _pod(name: str, volume: bool, deleting: bool = False) -> dict:
@@ -12,16 +13,16 @@ def _pod(name: str, volume: bool, deleting: bool = False) -> dict:
 
 
 def test_live_pods_with_the_socket_pass_and_terminating_ones_without_it_do_not_count():
-    result = socket_volumes([_pod("kv-new", True), _pod("kv-old", False, deleting=True)])
+    result = MID050.result([_pod("kv-new", True), _pod("kv-old", False, deleting=True)])
     assert not result.failed and result.message == f"1 demo pods carry {SOCKET_VOLUME}"
 
 
 def test_a_live_pod_without_the_socket_is_named():
-    result = socket_volumes([_pod("kv-new", True), _pod("demo-app-old", False)])
+    result = MID050.result([_pod("kv-new", True), _pod("demo-app-old", False)])
     assert result.failed and result.message == f"pods without {SOCKET_VOLUME}: demo-app-old"
 
 
 def test_only_terminating_pods_is_no_proof():
-    result = socket_volumes([_pod("kv-old", True, deleting=True)])
+    result = MID050.result([_pod("kv-old", True, deleting=True)])
     assert result.failed and result.message == "no demo pod that is not being deleted"
-    assert socket_volumes([]).failed
+    assert MID050.result([]).failed
