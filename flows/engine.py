@@ -17,7 +17,10 @@ def main() -> None:
     """Import with the collector paused, then run Prefect's engine as `python -m prefect.engine` would."""
     with collector_paused():
         import prefect.engine  # noqa: F401
-        import flows.fleet  # noqa: F401 - imports every flow a deployment names
+        import prefect.flow_engine  # noqa: F401
+        # what every deployment's flow imports; not the entrypoints' own modules, which Prefect runs from their file
+        # (prefect/utilities/importtools.py: load_script_as_module), so imported here they would run twice
+        import flows.guide  # noqa: F401
     runpy.run_module("prefect.engine", run_name="__main__", alter_sys=True)
 
 
