@@ -33,7 +33,7 @@ from pydantic import Field
 from flows import dispatch
 from flows.cleanup_hooks import finish_cleanup
 from flows.futures import first_done, value_or_why
-from flows.guide import STOP_POLL_S
+from flows.guide import PROCESS_FLOW_RUN, STOP_POLL_S
 from meshid import checks, interrupt, reports
 from meshid.fleet.results import FleetReport, TargetResult
 from meshid.fleet.rollout_state import RolloutState, fleet_dir
@@ -222,8 +222,12 @@ def fleet(spec: FleetSpec, json_report: str | None = None, junit_report: str | N
         json_report: also write the fleet's JSON report here.
         junit_report: also write JUnit XML (one testsuite per target x trust domain) here.
     """
-    with interrupt.signals_handled():
-        return _run_fleet(spec, json_report, junit_report)
+    process_run = PROCESS_FLOW_RUN.set(str(flow_run.id))  # the targets' runs here are the fleet's
+    try:
+        with interrupt.signals_handled():
+            return _run_fleet(spec, json_report, junit_report)
+    finally:
+        PROCESS_FLOW_RUN.reset(process_run)
 
 
 def _run_fleet(spec: FleetSpec, json_report: str | None, junit_report: str | None) -> State:

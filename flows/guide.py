@@ -9,6 +9,7 @@ cleanup from the ledger if the run could not (`flows.cleanup_hooks`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,10 @@ from tasks.stage import TASKS, StageFailed, artifact_key, publish_run
 # stages themselves (interrupt.check in every wait), and their end wakes the loop at once; each look costs a waiter
 # per running future.
 STOP_POLL_S = 1.0
+# The flow run a process's runs belong to, for the hooks that recover them: the fleet's for the targets it runs here
+# (the fleet flow sets it), else the run's own. Prefect's `flow_run.root_flow_run_id` would read each parent level
+# from the API, and from a worker's run reach the fleet's flow run in another process.
+PROCESS_FLOW_RUN: ContextVar[str | None] = ContextVar("meshid_process_flow_run", default=None)
 NOT_STARTED = "not started: the run was"  # a stage a stop request kept from starting
 
 
@@ -185,10 +190,10 @@ def interrupted_stages(stages: list[StageResult]) -> list[str]:
 
 
 def start_run(params: GuideParams, kubeconfig_text: str | None = None) -> RunContext:
-    """A run of this flow run: its ledger names the flow run and the root flow run of the process (for the hooks).
-    `kubeconfig_text`: the target's Secret block's kubeconfig, when the caller loaded it already."""
+    """A run of this flow run: its ledger names the flow run and the process's flow run (`PROCESS_FLOW_RUN`, for the
+    hooks). `kubeconfig_text`: the target's Secret block's kubeconfig, when the caller loaded it already."""
     return RunContext.create(params, load_settings(), kubeconfig_text=kubeconfig_text or kubeconfig_from_block(params),
-                             flow_run_id=flow_run.id, root_flow_run_id=flow_run.root_flow_run_id)
+                             flow_run_id=flow_run.id, root_flow_run_id=PROCESS_FLOW_RUN.get() or flow_run.id)
 
 
 def end_state(report: RunReport, ctx: RunContext, where: str, data) -> State:  # noqa: ANN001 - the state's data

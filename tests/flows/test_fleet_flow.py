@@ -20,6 +20,8 @@ from cli.main import main
 from meshid.fleet.clusters import lock_name
 from meshid.fleet.spec import parse_fleet
 from meshid.kube import Cluster
+from meshid.ledger import FILE, Ledger
+from meshid.settings import load_settings
 from sandbox import lifecycle
 from tests.conftest import require_private_netns
 from tests.fleet_checks import GUIDE_NAMESPACES, approve_when_paused, present
@@ -112,6 +114,11 @@ def test_validate_fleet_with_an_unreachable_target_names_it_and_fails(clusters, 
             {"trust_domains": [TD], "targets": [_target("a", a)]}).targets[0])).limit == 1
     assert {r["worker"] for r in results.values()} == {"local"}
     assert all(r["flow_run_id"] in r["run_url"] for r in results.values() if r["run_url"])
+    # each target's ledger names the fleet as its process's flow run, whose cancel and crash hooks recover it
+    ids = {r["flow_run_id"] for r in results.values()}
+    runs = [ledger.run for ledger in map(Ledger.load, load_settings().runs_dir.glob(f"*/{FILE}"))
+            if ledger.run and ledger.run.flow_run_id in ids]
+    assert len(runs) == 6 and {run.root_flow_run_id for run in runs} == {report["fleet_run_id"]}
 
 
 def test_breaker_through_the_cli_stops_after_k_infrastructure_failures(clusters, tmp_path, capsys):
@@ -182,7 +189,6 @@ def test_rollout_halts_when_the_canary_fails_and_rolls_the_canary_back(clusters,
     assert [c["code"] for c in report["checks"]] == ["MID080"] and report["checks"][0]["outcome"] == "failed"
     assert present(a) == []  # the rollback removed namespaces and releases the run applied
     assert present(b) == []  # the later wave was never touched
-    from meshid.settings import load_settings
 
     saved = json.loads((load_settings().runs_dir / report["fleet_run_id"] / "rollout.json").read_text())
     assert saved["halted"] and saved["completed"] == []

@@ -11,7 +11,9 @@ from prefect.client.orchestration import get_client
 
 from flows.guide import guide
 from meshid.kube import Cluster
+from meshid.ledger import FILE, Ledger
 from meshid.models import parse_params
+from meshid.settings import load_settings
 from sandbox import lifecycle
 
 pytestmark = pytest.mark.prefect
@@ -86,6 +88,10 @@ def test_guide_passes_with_defaults_on_a_throwaway_sandbox(tmp_path):
     assert inputs["restart-workloads"]["wait_for"] == {"enable-injection", "apply-demo", "apply-mesh-identity"}
     assert inputs["cleanup"]["cluster"] == {"cluster-start"}
     assert inputs["cleanup"]["wait_for"] == {s["name"] for s in report["stages"]} - {"cleanup"}
+    run_id = str(state.state_details.flow_run_id)
+    [run] = [ledger.run for ledger in map(Ledger.load, load_settings().runs_dir.glob(f"*/{FILE}"))
+             if ledger.run and ledger.run.flow_run_id == run_id]
+    assert run.root_flow_run_id == run_id  # a run of its own is its process's flow run
 
 
 def test_guide_passes_with_another_trust_domain_on_an_existing_cluster_and_cleans_up(sandbox_cluster, tmp_path):
