@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from meshid.interrupt import STOP_BOUND_S
 from meshid.kube import Cluster
 from meshid.ledger import FILE, Ledger
 from meshid.models import parse_params
@@ -94,6 +95,7 @@ class Run:
 
     def stage_started(self, stage: str) -> None:
         self.wait_for(f"stage {stage}, attempt 1")
+        self.stage_seen_at = time.monotonic()  # a little after the stage's start
 
     def temporary_servers(self) -> list[int]:
         """Temporary Prefect servers this run started (children of it)."""
@@ -147,7 +149,10 @@ def _interrupted(run: Run, rc: int, out: str, err: str, signum: int, stage: str)
     report = json.loads(run.report.read_text())
     assert report["outcome"] == "interrupted" and report["signal"] == signal.Signals(signum).name
     assert stage in report["interrupted_stages"], report["interrupted_stages"]
-    assert next(s for s in report["stages"] if s["name"] == stage)["outcome"] == "interrupted"
+    stopped = next(s for s in report["stages"] if s["name"] == stage)
+    assert stopped["outcome"] == "interrupted"
+    took = run.stage_seen_at + stopped["duration_s"] - run.signalled_at  # at most that long
+    assert took <= STOP_BOUND_S, f"{stage} ended {took:.1f} s after the signal"  # the bound every stage keeps
     case = ET.parse(run.junit).getroot().find(f".//testcase[@name='{stage}']/error")
     assert case is not None and case.get("type") == "interrupted"
     [line] = [line for line in out.splitlines() if line.startswith(f"run {report['run_id']} interrupted by")]
