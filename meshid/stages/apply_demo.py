@@ -15,7 +15,7 @@ from meshid.manifests import demo_objects, probe_objects
 from meshid.results import CheckResult
 from meshid.stages.run_context import RunContext
 from meshid.stages.output import StageOutput
-from meshid.stages.waits import checked_wait
+from meshid.stages.waits import waited_check
 
 LEGACY_MTP = "kv"
 
@@ -62,12 +62,10 @@ def run(ctx: RunContext, out: StageOutput) -> None:
     ctx.apply_all(objects, out)
     for ns in (p.namespaces.demo, p.namespaces.probe):
         names = [o["metadata"]["name"] for o in objects if o["kind"] == "Deployment" and o["metadata"]["namespace"] == ns]
-        available = checked_wait(out, checks.MID011, lambda ns=ns, names=names: ctx.cluster.wait(
-            f"deployments available in {ns}", "apps/v1", "Deployment",
-            lambda found: deployments_available(found, names, ns), p.timeouts.wait_s, namespace=ns),
-            lambda waited_s: held_by_csi(ctx, waited_s))
-        if available is None:
+        if waited_check(out, checks.MID011, lambda ns=ns, names=names: ctx.cluster.wait(
+                f"deployments available in {ns}", "apps/v1", "Deployment",
+                lambda found: deployments_available(found, names, ns), p.timeouts.wait_s, namespace=ns),
+                names, ns, explain=lambda waited_s: held_by_csi(ctx, waited_s)) is None:
             return
-        out.check(checks.MID011, available, names, ns)
     ns = p.namespaces.demo
     out.check(checks.MID013, ctx.cluster.get("kuma.io/v1alpha1", "MeshTrafficPermission", LEGACY_MTP, ns), ns)

@@ -11,13 +11,12 @@ from meshid.identity import permits
 from meshid.kube import ApiError
 from meshid.manifests import DEMO_PORT
 from meshid.probes import Expectation, allowed, answer_text, counter_probe, denied, expect, served, serving_pod
-from meshid.results import CheckResult, HttpExchange
-from meshid.polling import poll
+from meshid.results import HttpExchange
 from meshid.stages.run_context import RunContext
 from meshid.stages.output import StageOutput
 from meshid.stages.register_spiffe_ids import check_entries
 from meshid.stages.restart_workloads import IDENTITY_SERVICE
-from meshid.stages.waits import checked_wait, reading
+from meshid.stages.waits import polled_check
 
 DENIAL_STREAK = 3  # consecutive denials that show identity-based mTLS is in force before the permission
 CONFIRM_S = 5.0  # entries must be there already: the bound only rides out a transient error of the exec
@@ -144,14 +143,8 @@ def check_served_identity(ctx: RunContext, out: StageOutput, pod: str, wait_s: f
     loop; after failed calls, often why)."""
     p = ctx.params
     wanted = p.workload_id()
-
-    def read() -> tuple[bool, str, CheckResult]:
-        return reading(checks.MID065.result(pod, served_ids(ctx.cluster, p.namespaces.demo, pod, p.timeouts.http_s),
-                                            wanted))
-
-    found = checked_wait(out, checks.MID065, lambda: poll(f"kv's sidecar serving {wanted}", read, wait_s))
-    if found is not None:
-        out.add(found)
+    polled_check(out, checks.MID065, f"kv's sidecar serving {wanted}",
+                 lambda: (pod, served_ids(ctx.cluster, p.namespaces.demo, pod, p.timeouts.http_s), wanted), wait_s)
 
 
 def _handshakes(ctx: RunContext, pod: str) -> int | None:

@@ -11,7 +11,7 @@ from meshid.conditions import Obj, pods_ready
 from meshid.manifests import injection_env_values
 from meshid.stages.run_context import RunContext
 from meshid.stages.output import StageOutput
-from meshid.stages.waits import checked_wait
+from meshid.stages.waits import waited_check
 
 RELEASE = "kong-mesh"
 KUMA_GROUP = "kuma.io"  # the chart's crds/ (helm never deletes them) and its install-crds hook apply these
@@ -31,9 +31,7 @@ def run(ctx: RunContext, out: StageOutput) -> None:
     ns = p.namespaces.control_plane
     ctx.install(p.charts.kong_mesh, RELEASE, ns, injection_env_values(p), out,  # one control-plane rollout
                 crd_group=KUMA_GROUP)
-    pods = checked_wait(out, checks.MID010, lambda: ctx.cluster.wait(
+    waited_check(out, checks.MID010, lambda: ctx.cluster.wait(
         f"control-plane pods ({CONTROL_PLANE_SELECTOR}) Ready in {ns}", "v1", "Pod",
         lambda found: control_plane_ready(found, ns), p.timeouts.wait_s, namespace=ns,
-        label_selector=CONTROL_PLANE_SELECTOR))
-    if pods is not None:
-        out.check(checks.MID010, pods, ns)
+        label_selector=CONTROL_PLANE_SELECTOR), ns)

@@ -20,7 +20,7 @@ from meshid.results import CheckResult
 from meshid.spire import CSI_DRIVER, SpireRelease
 from meshid.stages.run_context import RunContext
 from meshid.stages.output import StageOutput
-from meshid.stages.waits import checked_wait
+from meshid.stages.waits import waited_check
 
 CRDS_RELEASE = "spire-crds"
 SPIRE_GROUP = "spire.spiffe.io"
@@ -39,12 +39,11 @@ def run(ctx: RunContext, out: StageOutput) -> None:
                      crds_established(SPIRE_GROUP, SPIRE_CRDS), wait_s)  # before the spire chart creates its CRs
     claims = (spire.data_claim,) if p.spire_persistence == "pvc" else ()
     ctx.install(p.charts.spire, spire.release, spire.namespace, spire_values(p), out, claims=claims)
-    servers = checked_wait(out, checks.MID020, lambda: ctx.cluster.wait(
+    waited_check(out, checks.MID020, lambda: ctx.cluster.wait(
         f"pod {spire.namespace}/{spire.server_pod} Ready", "v1", "Pod",
         lambda found: server_ready(found, spire, p.resolved_spire_trust_domain), wait_s,
-        namespace=spire.namespace, field_selector=f"metadata.name={spire.server_pod}"))
-    if servers is not None:
-        out.check(checks.MID020, servers, spire, p.resolved_spire_trust_domain)
+        namespace=spire.namespace, field_selector=f"metadata.name={spire.server_pod}"),
+        spire, p.resolved_spire_trust_domain)
     for ds in spire.node_daemonsets:
         with suppress(WaitTimeout):  # node_components says what a DaemonSet that never got ready shows
             ctx.cluster.wait(f"daemonset {spire.namespace}/{ds} ready on every node", "apps/v1", "DaemonSet",

@@ -10,12 +10,10 @@ from __future__ import annotations
 from meshid import checks, registration
 from meshid.manifests import cluster_spiffe_id
 from meshid.models import DEMO_SERVICE_ACCOUNT
-from meshid.polling import poll
-from meshid.results import CheckResult
 from meshid.spiffe import spire_template_id
 from meshid.stages.run_context import RunContext
 from meshid.stages.output import StageOutput
-from meshid.stages.waits import checked_wait, reading
+from meshid.stages.waits import polled_check, waited_check
 
 API = "spire.spiffe.io/v1alpha1"
 KIND = "ClusterSPIFFEID"
@@ -28,12 +26,11 @@ def run(ctx: RunContext, out: StageOutput) -> None:
     ctx.apply(cluster_spiffe_id(p), out)
     expected = spire_template_id(p.resolved_spire_trust_domain, p.namespaces.demo, DEMO_SERVICE_ACCOUNT)
     out.touch("SpiffeID", p.namespaces.demo, expected, "expected", "SVID SPIRE should issue to the demo pods")
-    crs = checked_wait(out, checks.MID030, lambda: ctx.cluster.wait(
+    crs = waited_check(out, checks.MID030, lambda: ctx.cluster.wait(
         f"a reconciled ClusterSPIFFEID selecting the demo pods (class {p.spire.controller_class})", API, KIND,
-        lambda found: registration.reconciled(found, p), p.timeouts.wait_s))
+        lambda found: registration.reconciled(found, p), p.timeouts.wait_s), p)
     if crs is None:
         return
-    out.check(checks.MID030, crs, p)
     out.check(checks.MID031, crs, p)
     check_entries(ctx, out, p.timeouts.wait_s)
 
@@ -41,13 +38,6 @@ def run(ctx: RunContext, out: StageOutput) -> None:
 def check_entries(ctx: RunContext, out: StageOutput, timeout_s: float) -> bool:
     """MID032: SPIRE holds an entry issuing the demo's SPIFFE ID to each demo pod, waiting up to `timeout_s`."""
     p = ctx.params
-
-    def read() -> tuple[bool, str, CheckResult]:
-        return reading(checks.MID032.result(ctx.cluster, p, p.timeouts.http_s))
-
-    found = checked_wait(out, checks.MID032, lambda: poll(
-        f"SPIRE entries issuing {p.workload_id()} to every demo pod ({p.spire.server_pod}: spire-server entry show)",
-        read, timeout_s))
-    if found is not None:
-        out.add(found)
-    return found is not None
+    return polled_check(out, checks.MID032, f"SPIRE entries issuing {p.workload_id()} to every demo pod "
+                        f"({p.spire.server_pod}: spire-server entry show)",
+                        lambda: (ctx.cluster, p, p.timeouts.http_s), timeout_s)

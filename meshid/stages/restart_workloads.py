@@ -11,7 +11,7 @@ from meshid.models import RunMode
 from meshid.stages.apply_demo import held_by_csi
 from meshid.stages.run_context import RunContext
 from meshid.stages.output import StageOutput
-from meshid.stages.waits import checked_wait
+from meshid.stages.waits import checked_wait, waited_check
 
 SOCKET_VOLUME = "kuma-spire-agent-socket"
 IDENTITY_SERVICE = "kv"
@@ -56,8 +56,7 @@ def run(ctx: RunContext, out: StageOutput) -> None:
     out.check(checks.MID050, pods)
 
     expected = p.workload_id()
-    services = checked_wait(out, checks.MID051, lambda: ctx.cluster.wait(
+    waited_check(out, checks.MID051, lambda: ctx.cluster.wait(
         f"MeshService {ns}/{IDENTITY_SERVICE} listing {expected}", "kuma.io/v1alpha1", "MeshService",
-        lambda found: lists_identity(found, IDENTITY_SERVICE, expected), p.timeouts.wait_s, namespace=ns))
-    if services is not None:
-        out.check(checks.MID051, services, IDENTITY_SERVICE, expected)
+        lambda found: lists_identity(found, IDENTITY_SERVICE, expected), p.timeouts.wait_s, namespace=ns),
+        IDENTITY_SERVICE, expected)

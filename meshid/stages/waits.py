@@ -4,10 +4,11 @@ with the wait's own message (what was last seen)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from meshid.checks import CheckSpec
 from meshid.errors import WaitTimeout
+from meshid.polling import poll
 from meshid.results import CheckResult
 from meshid.stages.output import StageOutput
 
@@ -26,6 +27,25 @@ def checked_wait(out: StageOutput, check: CheckSpec, wait: Callable[[], T],
         return None
 
 
-def reading(result: CheckResult) -> tuple[bool, str, CheckResult]:
-    """A check's result as a `polling.poll` reading: done when it passed, its message as what was seen."""
-    return not result.failed, result.message, result
+def waited_check(out: StageOutput, check: CheckSpec, wait: Callable[[], T], *facts: Any,
+                 explain: Explanation | None = None) -> T | None:
+    """`checked_wait`, and once the wait is met, `check` recorded as its evaluator judges what the wait found (and
+    `facts`, the evaluator's arguments after it)."""
+    found = checked_wait(out, check, wait, explain)
+    if found is not None:
+        out.check(check, found, *facts)
+    return found
+
+
+def polled_check(out: StageOutput, check: CheckSpec, what: str, observe: Callable[[], tuple], timeout_s: float) -> bool:
+    """Poll until `check`'s evaluator passes on the facts `observe` reads (`what` names it), up to `timeout_s`; record
+    its passing result, or the check failed with what was seen last. Whether it passed."""
+
+    def reading() -> tuple[bool, str, CheckResult]:
+        result = check.result(*observe())
+        return not result.failed, result.message, result
+
+    found = checked_wait(out, check, lambda: poll(what, reading, timeout_s))
+    if found is not None:
+        out.add(found)
+    return found is not None
