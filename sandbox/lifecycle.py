@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -237,6 +238,11 @@ def _wait_api_ready(api, deadline: float, timeout_s: float,  # noqa: ANN001 - Ap
     last = "no answer yet"
     while time.monotonic() < deadline:
         _stopped(stop, "the API server's /readyz")
+        refused = _refused(api.configuration.host)
+        if refused:
+            last = f"{refused} at {api.configuration.host}"
+            time.sleep(READYZ_POLL_S)
+            continue
         try:
             if text(api, "/readyz", timeout_s=READYZ_TIMEOUT_S).strip() == "ok":
                 return
@@ -247,6 +253,18 @@ def _wait_api_ready(api, deadline: float, timeout_s: float,  # noqa: ANN001 - Ap
             last = f"{type(exc).__name__}: {exc}"
         time.sleep(READYZ_POLL_S)
     raise StartFailed(f"waited {timeout_s:.0f} s for the API server's /readyz to answer ok; last: {last[:500]}")
+
+
+def _refused(url: str) -> str | None:
+    """Why nothing accepts connections at the API server's `url` yet, or None once something does. While it starts, a
+    refused connect costs microseconds, and a refused request through the client its retries (urllib3 tries again
+    three times, logging each)."""
+    address = urllib.parse.urlsplit(url)
+    try:
+        with socket.create_connection((address.hostname, address.port or 443), timeout=READYZ_TIMEOUT_S):
+            return None
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc.strerror or exc}"
 
 
 def _wait_nodes_ready(api, count: int, deadline: float, timeout_s: float,  # noqa: ANN001 - ApiClient
