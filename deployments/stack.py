@@ -46,6 +46,10 @@ WORKERS = {"meshid-default": "default", "meshid-eu": "eu"}  # worker name: its w
 HEARTBEAT_S = 30  # PREFECT_FLOWS_HEARTBEAT_FREQUENCY of the workers' flow runs (Prefect's minimum)
 POLL_S = 5  # PREFECT_WORKER_QUERY_SECONDS: how often a worker asks for runs (Prefect's default is 10)
 DB_USER, DB_NAME = "meshid", "prefect"
+# The server without CSRF protection (Prefect's default, said here so the pair stays matched), and its workers' runs
+# told so: else each of their Prefect clients first asks for a token and is answered 422 (prefect/client/base.py).
+CSRF_OFF = {"server": {"PREFECT_SERVER_CSRF_PROTECTION_ENABLED": "false"},
+            "client": {"PREFECT_CLIENT_CSRF_SUPPORT_ENABLED": "false"}}
 LEASES = "prefect.server.concurrency.lease_storage.filesystem"
 START_TIMEOUT_S = 240.0  # a server's migrations on a fresh database and a busy 2-core machine
 CALL_TIMEOUT_S = 600.0  # apt-get, setup, deploy
@@ -272,7 +276,7 @@ def _server_env(stack: Stack) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     return {**env, "PREFECT_HOME": str(home), "PREFECT_SERVER_DATABASE_CONNECTION_URL": url,
             "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": LEASES, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "DO_NOT_TRACK": "1", "PREFECT_API_URL": stack.api_url, **SERVER_TUNING}
+            "DO_NOT_TRACK": "1", "PREFECT_API_URL": stack.api_url, **SERVER_TUNING, **CSRF_OFF["server"]}
 
 
 def _healthy(stack: Stack) -> tuple[bool, str]:
@@ -337,7 +341,7 @@ def _worker_env(stack: Stack, name: str) -> dict[str, str]:
     return {**_client_env(stack), "PATH": path, "PREFECT_HOME": str(folder / "home"),
             "MESHID_RUNS_DIR": str(folder / "runs"),
             "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_S), "PREFECT_WORKER_QUERY_SECONDS": str(POLL_S),
-            "PREFECT_LOGGING_LEVEL": "INFO"}
+            "PREFECT_LOGGING_LEVEL": "INFO", **CSRF_OFF["client"]}
 
 
 def _worker_online(stack: Stack, name: str) -> tuple[bool, str]:

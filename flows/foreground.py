@@ -8,13 +8,17 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import httpx
 from prefect.context import refresh_global_settings_context
-from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings, temporary_settings
+from prefect.settings import (PREFECT_CLIENT_CSRF_SUPPORT_ENABLED, PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+                              get_current_settings, temporary_settings)
 
 from meshid.prefectserver import API_URL_ENV, Handle
 from meshid.redact import redact
 
 HEARTBEAT_ENV = PREFECT_FLOWS_HEARTBEAT_FREQUENCY.name  # the environment variable that sets it
+CSRF_ENV = PREFECT_CLIENT_CSRF_SUPPORT_ENABLED.name
+CSRF_PROBE_TIMEOUT_S = 5.0
 
 
 @contextmanager
@@ -28,6 +32,7 @@ def foreground(server: Handle | None = None) -> Iterator[None]:
     """
     if server is not None:
         _use(server)
+    _no_csrf_tokens_unless_asked()
     if os.environ.get(HEARTBEAT_ENV):
         yield
         return
@@ -47,3 +52,24 @@ def _use(server: Handle) -> None:
         return
     os.environ[API_URL_ENV] = server.ready().api_url
     refresh_global_settings_context()  # Prefect read the environment when it was imported
+
+
+def _no_csrf_tokens_unless_asked() -> None:
+    """Ask the server once whether it wants CSRF tokens, unless PREFECT_CLIENT_CSRF_SUPPORT_ENABLED is set.
+
+    Each Prefect client asks for a token before its first write, and a server without CSRF protection (Prefect's
+    default) answers 422, after which that one client stops asking (prefect/client/base.py, `_add_csrf_headers`). A
+    fleet process makes a few clients per target. When this one ask gets that answer, its clients do not ask again;
+    any other answer (a token, an error, no answer) leaves Prefect's own asking as it is.
+    """
+    url = get_current_settings().api.url
+    if os.environ.get(CSRF_ENV) or not url:
+        return
+    try:
+        answer = httpx.get(f"{url}/csrf-token", params={"client": f"meshid-{os.getpid()}"},
+                           timeout=CSRF_PROBE_TIMEOUT_S)
+    except httpx.HTTPError:
+        return
+    if answer.status_code == 422 and "CSRF protection is disabled" in answer.text:
+        os.environ[CSRF_ENV] = "false"
+        refresh_global_settings_context()
