@@ -162,7 +162,6 @@ def run_guide(ctx: RunContext) -> RunReport:
     reports.write_junit([report], ctx.run_dir / "junit.xml")
     artifact_sink.markdown(artifact_key(ctx, "summary"), reports.run_summary_markdown(report),
                            f"{ctx.run_id}: {report.outcome.value}")
-    artifact_sink.table(artifact_key(ctx, "stages"), reports.summary_rows(report), f"stages of {ctx.run_id}")
     publish_run(ctx, stages)
     return report
 

@@ -27,7 +27,7 @@ from prefect.utilities.context import get_task_and_flow_run_ids
 from meshid.stages.runner import describe
 
 DRAIN_TIMEOUT_S = 60.0
-PROGRESS_INTERVAL_S = 2.0
+PROGRESS_INTERVAL_S = 5.0
 
 
 class ArtifactSink:
