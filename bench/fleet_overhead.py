@@ -9,9 +9,10 @@ dispatch local, then with dispatch workers. While each runs, every process's CPU
 - workers: the workers' own Python processes (each worker and the flow-run processes it starts);
 and not counted: the clusters (kube-apiserver, etcd, kwok, the emulator and the other sandbox processes), helm and
 kubectl. A process's CPU counts from the first sample of the run (or its birth) to its last sample, so up to SAMPLE_S
-of a process that ends during the run is missed. Per mode it prints each part divided by the targets and
-`cpu_per_target[_workers]=<server + postgres + parent + workers per target>`; the last line is
-`cpu_per_target=<local>`. Targets: local <= 2.5, workers within 1.5 of local.
+of a process that ends during the run is missed. Per mode and round it prints each part divided by the targets; then
+`cpu_per_target[_workers]=<server + postgres + parent + workers per target>`, the median over the rounds (the modes
+alternate within a round, so both meet the same machine); the last line is `cpu_per_target=<local>`. Targets: local
+<= 2.5, workers within 1.5 of local.
 
 Run it inside a private network namespace:
     unshare -n sh -c 'ip link set lo up; exec .venv/bin/python bench/fleet_overhead.py'
@@ -24,6 +25,7 @@ import json
 import os
 import secrets
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -156,6 +158,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--tick", type=float, default=1.0, help="emulator status tick, seconds")
     parser.add_argument("--modes", nargs="+", default=["local", "workers"], choices=["local", "workers"])
+    parser.add_argument("--rounds", type=int, default=1, help="fleets per mode, on one stack; the figure is their median")
     args = parser.parse_args()
     warn_if_shared()
     with open("/proc/loadavg") as load:
@@ -168,17 +171,19 @@ def main() -> int:
            "MESHID_RUNS_DIR": str(work / "runs")}
     stack_argv = [str(BIN / "python"), "-m", "deployments.stack", "--state-dir", str(stack.state_dir),
                   "--api-port", str(stack.api_port), "--pg-port", str(stack.pg_port)]
-    figures: dict[str, float] = {}
+    figures: dict[str, list[float]] = defaultdict(list)
     try:
         subprocess.run([*stack_argv[:3], "up", *stack_argv[3:]], env=env, cwd=ROOT, check=True, timeout=900,
                        stdout=subprocess.DEVNULL)
-        prefix = f"ov-{secrets.token_hex(2)}"
-        for mode in args.modes:
-            totals, wall = _run_fleet(env, stack, work, mode, args.targets, args.concurrency, prefix)
-            per = {part: cpu / args.targets for part, cpu in totals.items()}
-            figures[mode] = sum(per.values())
-            print(f"{mode}: wall={wall:.1f}s " + " ".join(f"{part}={per[part]:.2f}" for part in PARTS)
-                  + f" (CPU seconds per target; {args.targets} targets, concurrency {args.concurrency})", flush=True)
+        for round_ in range(args.rounds):
+            prefix = f"ov-{secrets.token_hex(2)}"
+            for mode in args.modes:
+                totals, wall = _run_fleet(env, stack, work, mode, args.targets, args.concurrency, prefix)
+                per = {part: cpu / args.targets for part, cpu in totals.items()}
+                figures[mode].append(sum(per.values()))
+                print(f"{mode} round {round_ + 1}: wall={wall:.1f}s "
+                      + " ".join(f"{part}={per[part]:.2f}" for part in PARTS) + f" total={figures[mode][-1]:.2f}"
+                      + f" (CPU seconds per target; {args.targets} targets, concurrency {args.concurrency})", flush=True)
     finally:
         subprocess.run([*stack_argv[:3], "down", *stack_argv[3:]], env=env, cwd=ROOT, timeout=300,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -186,9 +191,9 @@ def main() -> int:
     with open("/proc/loadavg") as load:
         print(f"load average after: {' '.join(load.read().split()[:3])}; run files in {work}")
     if "workers" in figures:
-        print(f"cpu_per_target_workers={figures['workers']:.2f}")
+        print(f"cpu_per_target_workers={statistics.median(figures['workers']):.2f}")
     if "local" in figures:
-        print(f"cpu_per_target={figures['local']:.2f}")
+        print(f"cpu_per_target={statistics.median(figures['local']):.2f}")
     return 0
 
 

@@ -4,7 +4,8 @@ Every request carries its own timeout and raises `ApiError` (an `ExternalCallErr
 the client's and urllib3's exceptions are mapped to it here (`api_error`) and nowhere else.
 Waits list, then watch from the listed resourceVersion, survive transient errors and expired watches, and on
 timeout raise `WaitTimeout` naming what they waited for and what they saw last. A wait watches WATCH_SLICE_S at a
-time and checks for a stop request (`meshid.interrupt`) in between.
+time and checks for a stop request (`meshid.interrupt`) in between; the next slice watches on from the last
+resourceVersion seen (bookmarks keep it fresh), and only an expired one or an error lists again.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
 Obj = dict[str, Any]
 Condition = Callable[[list[Obj]], tuple[bool, str]]
-WATCH_SLICE_S = 2.0  # one watch request of a wait; a stop request is seen within this (and a list request)
+WATCH_SLICE_S = 2.0  # one watch request of a wait; a stop request is seen within this
 
 
 @dataclass(frozen=True)
@@ -181,24 +182,29 @@ class Cluster:
         """
         deadline = time.monotonic() + timeout_s
         last = "nothing yet"
+        objects: dict[tuple[str, str], Obj] | None = None  # None: list (again)
+        rv = ""
         while True:
             interrupt.check()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise WaitTimeout(what, last, timeout_s)
             try:
-                items, rv = self.list(api_version, kind, namespace, label_selector, field_selector)
-                objects = {_key(o): o for o in items}
-                done, last = condition(list(objects.values()))
-                if done:
-                    return list(objects.values())
+                if objects is None:
+                    items, rv = self.list(api_version, kind, namespace, label_selector, field_selector)
+                    objects = {_key(o): o for o in items}
+                    done, last = condition(list(objects.values()))
+                    if done:
+                        return list(objects.values())
                 for event in self._watch(api_version, kind, namespace, label_selector, field_selector, rv,
                                          min(remaining, WATCH_SLICE_S)):
                     if event["type"] == "ERROR":
-                        break  # e.g. 410 Gone: the resourceVersion expired; list again
+                        objects = None  # e.g. 410 Gone: the resourceVersion expired; list again
+                        break
+                    obj = event["object"]
+                    rv = obj.get("metadata", {}).get("resourceVersion") or rv  # the next slice goes on from here
                     if event["type"] == "BOOKMARK":
                         continue
-                    obj = event["object"]
                     if event["type"] == "DELETED":
                         objects.pop(_key(obj), None)
                     else:
@@ -207,6 +213,9 @@ class Cluster:
                     if done:
                         return list(objects.values())
             except ApiError as exc:
+                objects = None
+                if exc.status == 410:  # Gone: the resourceVersion expired before the watch began; list again
+                    continue
                 if not exc.transient:
                     raise
                 last = f"{last} (then a transient error: {exc})"

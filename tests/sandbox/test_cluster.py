@@ -13,6 +13,7 @@ from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 from kubernetes.stream import portforward
 
+from meshid import kube
 from meshid.kube import ApiError, Cluster
 
 WAIT_S = 60
@@ -258,3 +259,26 @@ def test_meshid_port_forward_relays_while_its_client_serves_other_requests(kubec
             reader.join(10)
     assert all(a.endswith(b"hello via port-forward /probe") for a in answers), answers
     assert errors == []
+
+
+def test_a_wait_watches_on_across_its_slices_and_lists_only_once(kubeconfig, namespace, monkeypatch):
+    cluster = Cluster(kubeconfig)
+    lists = []
+    listing = cluster.list
+    monkeypatch.setattr(cluster, "list", lambda *args: lists.append(args) or listing(*args))
+
+    def create_later() -> None:
+        time.sleep(2.5 * kube.WATCH_SLICE_S)  # a few slices of nothing to see
+        cluster.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "late", "namespace": namespace},
+                       "data": {"k": "v"}})
+
+    creator = threading.Thread(target=create_later)
+    creator.start()
+    try:
+        found = cluster.wait("the late ConfigMap", "v1", "ConfigMap", lambda objs: (
+            any(o["metadata"]["name"] == "late" for o in objs), f"{len(objs)} ConfigMaps"), WAIT_S, namespace=namespace)
+    finally:
+        creator.join()
+        cluster.close()
+    assert "late" in [o["metadata"]["name"] for o in found]
+    assert len(lists) == 1, "every slice after the first watches on from the last resourceVersion"
