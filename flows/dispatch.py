@@ -2,7 +2,8 @@
 
 - local: the `fleet-target` flow as a subflow of the fleet's own process; its result is the returned state's data.
 - workers: a `run_deployment` child of the `fleet-target` deployment, on the target's work queue, picked up by a
-  Prefect worker; the fleet watches its state through the API and reads its result from the JSON artifact
+  Prefect worker; the fleet watches its state through the API (every child of the process in one read per
+  WATCH_POLL_S, `flows.children`) and reads its result from the JSON artifact
   `fleet-target-result` the child writes (`flows.target`). The parent and the workers share nothing but the API.
 
 The child is created with an idempotency key (fleet run + job), so a create the client retries after a lost answer
@@ -35,6 +36,7 @@ from prefect.logging import get_run_logger
 from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
 from prefect.states import Cancelled, Cancelling
 
+from flows.children import ChildReader
 from flows.futures import value_or_why
 from flows.target import RESULT_KEY, fleet_target
 from meshid import interrupt
@@ -46,7 +48,7 @@ from meshid.results import Outcome, RunReport
 from meshid.stages.runner import describe
 
 DEPLOYMENT = "fleet-target/fleet-target"
-WATCH_POLL_S = 2.0  # one read of the child's state per job
+WATCH_POLL_S = 2.0  # one read of the children's states, for every job of the process (`flows.children`)
 API_OUTAGE_S = 180.0  # an API that answers no call for this long gives the job up
 CANCEL_WAIT_S = 90.0  # a cancelled child: the worker's 30 s SIGTERM grace, its cleanup, the on_cancellation hook
 PICKUP_TIMEOUT_S = 900.0  # a child no worker took by then is cancelled: its queue's workers are gone
@@ -55,6 +57,7 @@ NEVER_STARTED_RETRIES = 2  # children that crashed before they ran, created agai
 WORKER_LABEL = "prefect.worker.name"  # the worker that took a run labels it so (prefect/workers/base.py)
 
 T = TypeVar("T")
+CHILDREN = ChildReader(WATCH_POLL_S)
 
 
 def run_job(job: Job, spec: FleetSpec, fleet_run_id: str, recover_first: bool) -> TargetResult:
@@ -133,7 +136,7 @@ def _watch(client: SyncPrefectClient, child: FlowRun) -> tuple[FlowRun, str | No
     it is cancelled and waited for, CANCEL_WAIT_S at most)."""
     run, started, cancel_deadline = child, time.monotonic(), None
     while True:
-        read = _through_outage(lambda: client.read_flow_run(child.id), stoppable=False)
+        read = _through_outage(lambda: CHILDREN.read(client, child.id), stoppable=False)
         if read is None:
             return run, f"the Prefect API did not answer for {API_OUTAGE_S:g} s"
         run = read
@@ -145,7 +148,6 @@ def _watch(client: SyncPrefectClient, child: FlowRun) -> tuple[FlowRun, str | No
             _cancel(client, run)
         elif cancel_deadline is not None and time.monotonic() >= cancel_deadline:
             return run, f"it was cancelled and had not ended {CANCEL_WAIT_S:g} s later"
-        time.sleep(WATCH_POLL_S)
 
 
 def _cancel(client: SyncPrefectClient, run: FlowRun) -> None:
