@@ -29,8 +29,12 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from flows import engine
+
+if TYPE_CHECKING:
+    from meshid.runrecord import Writer
 
 IDLE_S = float(os.environ.get("MESHID_WARM_ENGINE_IDLE_S", 900))
 REQUEST_TIMEOUT_S = 5.0  # a client sends its request as soon as it connected
@@ -351,28 +355,34 @@ def _prefect_from_env() -> None:
 # Stopping
 
 
+def running_servers(root: str = engine.ROOT) -> list[Writer]:
+    """The listening servers of checkout `root` in this network namespace, by their pid files."""
+    from meshid.runrecord import Writer
+
+    folder, found = engine.engine_dir(), []
+    for name in os.listdir(folder):
+        if name.endswith(".pid"):
+            try:
+                with open(os.path.join(folder, name)) as file:
+                    record = json.load(file)
+            except (OSError, ValueError):
+                continue
+            server = Writer(pid=record["pid"], start_ticks=record["start_ticks"])
+            if record.get("root") == root and record.get("netns") == engine.netns() and server.alive():
+                found.append(server)
+    return found
+
+
 def stop_servers(root: str = engine.ROOT) -> list[int]:
     """SIGTERM the servers of checkout `root` in this network namespace and wait for them (a server whose runs still
     go ends with them, up to STOP_TIMEOUT_S); returns their pids."""
-    from meshid.runrecord import Writer
-
-    folder, stopped = engine.engine_dir(), []
-    for name in os.listdir(folder):
-        if not name.endswith(".pid"):
-            continue
-        try:
-            with open(os.path.join(folder, name)) as file:
-                found = json.load(file)
-        except (OSError, ValueError):
-            continue
-        server = Writer(pid=found["pid"], start_ticks=found["start_ticks"])
-        if found.get("root") == root and found.get("netns") == engine.netns() and server.alive():
-            os.kill(server.pid, signal.SIGTERM)
-            stopped.append(server)
+    servers = running_servers(root)
+    for server in servers:
+        os.kill(server.pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT_S
-    while any(server.alive() for server in stopped) and time.monotonic() < deadline:
+    while any(server.alive() for server in servers) and time.monotonic() < deadline:
         time.sleep(0.05)
-    return [server.pid for server in stopped]
+    return [server.pid for server in servers]
 
 
 def main(argv: list[str] | None = None) -> Job | None:
