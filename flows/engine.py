@@ -32,6 +32,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMPORT_TIME_ENV = ("PYTHON", "LC_", "LANG", "TZ", "SSL_CERT_FILE", "KUBECONFIG", "WEBSOCKETS_", "FSSPEC_", "PENDULUM_")
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 HEADER = struct.Struct("!I")
+MAX_SOCKET_PATH = 100  # sun_path holds 107 bytes: under a longer MESHID_HOME, every run runs in its own process
 
 
 def run_here() -> None:
@@ -178,23 +179,23 @@ def _open_fds() -> list[int]:
 def _start_server(path: str) -> None:
     """Start a server for `path` in the background, unless another process is starting or running one (its lock)."""
     import fcntl
-    import subprocess
 
     base = path.removesuffix(".sock")
-    lock = os.open(base + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        lock = os.open(base + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
     except OSError:
-        os.close(lock)
         return
     try:
-        with open(base + ".log", "ab") as log, open(os.devnull, "rb") as devnull:
-            # the server keeps the lock (the same open file) as long as it listens
-            subprocess.Popen([sys.executable, *_interpreter_options(), "-m", "flows.engine_server", "--socket", path,
-                              "--lock-fd", str(lock)], stdin=devnull, stdout=log, stderr=log, pass_fds=[lock],
-                             start_new_session=True)
-    except OSError as exc:
-        print(f"flows.engine: could not start the warm engine ({exc}); running without it", file=sys.stderr)
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.set_inheritable(lock, True)  # the server holds the lock (this open file) as long as it listens
+        os.posix_spawn(sys.executable, [sys.executable, *_interpreter_options(), "-m", "flows.engine_server",
+                                        "--socket", path, "--lock-fd", str(lock)], os.environ, setsid=True,
+                       file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                                     (os.POSIX_SPAWN_OPEN, 1, base + ".log", os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+                                      0o600),
+                                     (os.POSIX_SPAWN_DUP2, 1, 2)])
+    except OSError:  # held: another process starts it, or it runs and does not listen
+        pass
     finally:
         os.close(lock)
 
@@ -258,19 +259,28 @@ def main() -> None:
         run_here()
         return
     forwarder = _Forwarder()
-    key = server_key()
-    path = os.path.join(engine_dir(), f"{key}.sock")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(path)
-        taken = _through_server(Channel(sock), key, forwarder)
-    except OSError:  # no server, or it went away before it took the run
-        _start_server(path)
-        taken = False
-    if not taken:
-        sock.close()
+    if not _served(forwarder):
         forwarder.undo()
         run_here()
+
+
+def _served(forwarder: _Forwarder) -> bool:
+    """Whether the warm engine took this run (then this never returns); if there is none, start it."""
+    key = server_key()
+    try:
+        path = os.path.join(engine_dir(), f"{key}.sock")
+    except OSError:
+        return False
+    if len(path) > MAX_SOCKET_PATH:
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(path)
+            return _through_server(Channel(sock), key, forwarder)
+        except OSError:  # no server, or it went away before it took the run
+            pass
+    _start_server(path)
+    return False
 
 
 if __name__ == "__main__":

@@ -106,17 +106,8 @@ class Server:
         self.listening = True
         self.children: dict[int, socket.socket | None] = {}  # pid: its client's connection, None once it is gone
         self.last_activity = time.monotonic()
-        self._write_pid_file()
+        _write_pid_file(self.base)
         log(f"listening on {path} ({len(self.files)} module files watched)")
-
-    def _write_pid_file(self) -> None:
-        """`<key>.pid`: this server (pid and start time), its checkout and network namespace, for `stop_servers`."""
-        from meshid.runrecord import Writer
-
-        partial = f"{self.base}.pid.{os.getpid()}"
-        with open(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
-            json.dump({**Writer.current().model_dump(), "root": engine.ROOT, "netns": engine.netns()}, file)
-        os.replace(partial, self.base + ".pid")
 
     def serve(self) -> Job | None:
         """Serve until stopped and the last child ended (None), or return the Job in a child."""
@@ -282,6 +273,16 @@ class Server:
         self.children[pid] = None
 
 
+def _write_pid_file(base: str) -> None:
+    """`<key>.pid`: this server (pid and start time), its checkout and network namespace, for `running_servers`."""
+    from meshid.runrecord import Writer
+
+    partial = f"{base}.pid.{os.getpid()}"
+    with open(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
+        json.dump({**Writer.current().model_dump(), "root": engine.ROOT, "netns": engine.netns()}, file)
+    os.replace(partial, base + ".pid")
+
+
 def _note(_sig: int, _frame: object) -> None:
     """The signal is handled in the loop, through the wakeup fd."""
 
@@ -356,7 +357,7 @@ def _prefect_from_env() -> None:
 
 
 def running_servers(root: str = engine.ROOT) -> list[Writer]:
-    """The listening servers of checkout `root` in this network namespace, by their pid files."""
+    """The servers of checkout `root` in this network namespace that listen (or refused to), by their pid files."""
     from meshid.runrecord import Writer
 
     folder, found = engine.engine_dir(), []
@@ -385,6 +386,15 @@ def stop_servers(root: str = engine.ROOT) -> list[int]:
     return [server.pid for server in servers]
 
 
+def _not_serving(base: str, why: str) -> None:
+    """Say why, and keep the start lock without listening for IDLE_S: until then every run runs in its own process
+    rather than starting a server that would not serve either."""
+    log(f"not serving: {why}; exiting in {IDLE_S:g} s")
+    _write_pid_file(base)
+    time.sleep(IDLE_S)
+    os.unlink(base + ".pid")
+
+
 def main(argv: list[str] | None = None) -> Job | None:
     parser = argparse.ArgumentParser(prog="python -m flows.engine_server", description=__doc__.splitlines()[0])
     parser.add_argument("--socket", help="the socket to listen on (flows.engine names it)")
@@ -397,15 +407,13 @@ def main(argv: list[str] | None = None) -> Job | None:
         return None
     if args.socket is None or args.lock_fd is None:
         parser.error("--socket and --lock-fd, or --stop")
-    key = engine.server_key()  # before any import can change the import path
+    key, base = engine.server_key(), args.socket.removesuffix(".sock")  # before any import can change the path
     if os.path.basename(args.socket) != f"{key}.sock":
-        log(f"not serving: {args.socket} is not this interpreter's and environment's socket ({key}.sock)")
-        return None
+        return _not_serving(base, f"{args.socket} is not this interpreter's and environment's socket ({key}.sock)")
     engine.prepare()
     if threading.active_count() != 1:
-        log(f"not serving: the imports started threads, and forking a process with threads is unsafe: "
-            f"{threading.enumerate()}")
-        return None
+        return _not_serving(base, f"the imports started threads, and forking a process with threads is unsafe: "
+                            f"{threading.enumerate()}")
     os.chmod(os.path.dirname(args.socket), 0o700)
     os.chdir("/")  # the directory of the run that started it, which its worker removes
     return Server(args.socket, args.lock_fd, key).serve()
