@@ -6,7 +6,9 @@ dispatch local, then with dispatch workers. While each runs, every process's CPU
 /proc/<pid>/stat) is sampled every SAMPLE_S and attributed to:
 - server: the Prefect server's process tree; postgres: the PostgreSQL processes (the server's database);
 - parent: the `meshid fleet` process;
-- workers: the workers' own Python processes (each worker and the flow-run processes it starts);
+- workers: the workers' own Python processes: each worker, the flow-run command it starts per run
+  (`flows/engine.py`), and the warm engine of this checkout (`flows/engine_server.py`) with the run processes it
+  forks for those commands;
 and not counted: the clusters (kube-apiserver, etcd, kwok, the emulator and the other sandbox processes), helm and
 kubectl. A process's CPU counts from the first sample of the run (or its birth) to its last sample, so up to SAMPLE_S
 of a process that ends during the run is missed. Per mode and round it prints each part divided by the targets; then
@@ -35,8 +37,9 @@ from collections import defaultdict
 from pathlib import Path
 
 from deployments.stack import WORKERS, Stack, descendants, running
+from flows.engine_server import running_servers
 from guide_vs_shell import _free_port, warn_if_shared
-from meshid.runrecord import proc_stat
+from meshid.runrecord import Writer, proc_stat
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
@@ -70,6 +73,7 @@ class Sampler:
 
     def __init__(self, stack: Stack, parent: int) -> None:
         self.stack, self.parent = stack, parent
+        self.engines: set[Writer] = set()  # every warm engine seen: it serves its runs on after it stopped listening
         self.first: dict[int, float] = {}
         self.last: dict[int, tuple[str, float]] = {}
         self._stop = threading.Event()
@@ -80,10 +84,11 @@ class Sampler:
         server = running(self.stack, "server")
         if server:
             found.update({pid: "server" for pid in (server.pid, *descendants(server.pid))})
-        for name in WORKERS:
-            worker = running(self.stack, name)
-            for pid in (worker.pid, *descendants(worker.pid)) if worker else ():
-                # the worker's own Python processes; the sandboxes its runs start are the world (their command
+        self.engines.update(running_servers())
+        tops = [w.pid for w in (*(running(self.stack, name) for name in WORKERS), *self.engines) if w and w.alive()]
+        for top in tops:
+            for pid in (top, *descendants(top)):
+                # the workers' own Python processes; the sandboxes their runs start are the world (their command
                 # lines name `sandbox.`), helm and kubectl are not Python
                 if "python" in _exe(pid) and "sandbox" not in _cmdline(pid):
                     found[pid] = "workers"

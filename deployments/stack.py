@@ -16,7 +16,8 @@
 
 It returns once all of it answers and prints `PREFECT_API_URL=<url>` as its last line. A second `up` reuses what runs
 and starts what does not. `down` stops the workers (and the flow runs they started), the server and PostgreSQL, and
-keeps the database. Every wait is bounded and says what it waited for and what it saw last.
+keeps the database; it also stops this checkout's warm engine (flows/engine_server.py), which the workers' first
+flow run started. Every wait is bounded and says what it waited for and what it saw last.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from pathlib import Path
 
 import httpx
 
+from flows.engine_server import stop_servers
 from meshid.prefectserver import SERVER_TUNING
 from meshid.runrecord import Writer, proc_stat
 from sandbox import processes
@@ -425,9 +427,10 @@ def up(stack: Stack) -> str:
 
 
 def down(stack: Stack) -> None:
-    """Stop the workers, the server and PostgreSQL; the database stays."""
+    """Stop the workers, this checkout's warm engine, the server and PostgreSQL; the database stays."""
     for name in WORKERS:
         stop_worker(stack, name)
+    stop_servers()
     stop_server(stack)
     stop_postgres(stack)
 
