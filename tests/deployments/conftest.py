@@ -10,10 +10,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -70,17 +69,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def wait_for(what: str, probe: Callable[[], Any], timeout_s: float, context: Callable[[], str] = str) -> Any:
-    """Poll `probe()` until it returns something truthy; fail naming `what`, and `context()` (e.g. worker logs)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.5)
-    pytest.fail(f"waited {timeout_s} s for {what}\n{context()}")
 
 
 @pytest.fixture(scope="package")

@@ -25,7 +25,7 @@ from prefect.states import Cancelling
 from meshid.ledger import FILE, CreatedCluster, Ledger
 from meshid.runrecord import RunRecord, RunState, Writer
 from sandbox import lifecycle, processes
-from tests.deployments.conftest import wait_for
+from tests.waiting import wait_for
 
 WORKER_GRACE_S = 30  # the process worker's SIGTERM-to-SIGKILL period (see the module docstring)
 TD = "default.default.mesh.local"

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 from prefect.client.orchestration import get_client
 
-from tests.deployments.conftest import EXPECTED, PROJECT, wait_for
+from tests.deployments.conftest import EXPECTED, PROJECT
+from tests.waiting import wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

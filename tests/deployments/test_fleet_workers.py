@@ -31,7 +31,8 @@ from meshid.fleet.spec import parse_fleet
 from meshid.ledger import FILE, Ledger
 from meshid.runrecord import RunState
 from sandbox import lifecycle
-from tests.deployments.conftest import BIN, PROJECT, wait_for
+from tests.deployments.conftest import BIN, PROJECT
+from tests.waiting import wait_for
 from tests.fleet_checks import GUIDE_NAMESPACES, approve_when_paused, present
 
 TD, OTHER_TD = "default.default.mesh.local", "prod.example.org"

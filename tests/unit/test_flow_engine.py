@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from meshid.runrecord import proc_stat
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 120
@@ -69,13 +70,7 @@ def _log(folder: Path) -> str:
 
 
 def _wait_for(what: str, probe, timeout_s: float = TIMEOUT_S):  # noqa: ANN001
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.1)
-    pytest.fail(f"waited {timeout_s} s for {what}")
+    return wait_for(what, probe, timeout_s, every_s=0.1)
 
 
 def _listening(folder: Path) -> None:
