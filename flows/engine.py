@@ -10,9 +10,10 @@ That import is most of a run process's CPU, so by default this command is a smal
 environment, directory, arguments and standard streams and runs the engine. This process stays what the worker
 watches: it forwards the signals it gets to the child's process group and ends as the child ended (its exit code, or
 killed by the same signal). It imports nothing but the standard library before it knows whether a server answers.
-The first run finds no server: it starts one in the background and runs here, as every run does with
-MESHID_WARM_ENGINE=0, and whenever the server cannot take the run (it is stale after a code or package change, and
-exits once its runs ended). The server's socket, log and pid file are `<MESHID_HOME>/engine/<key>.*`, one server per
+The first run finds no server: it starts one in the background and waits for it, as do the runs that find one
+starting (its import costs what their own would, so the runs a worker starts at once pay it once). A run runs here
+with MESHID_WARM_ENGINE=0, when the server cannot take the run (it is stale after a code or package change, and
+exits once its runs ended), or does not listen within START_WAIT_S. The server's socket, log and pid file are `<MESHID_HOME>/engine/<key>.*`, one server per
 interpreter, project directory, import path, network namespace and environment read at import (`server_key`); it
 exits after MESHID_WARM_ENGINE_IDLE_S (default 900) without a run; `python -m flows.engine_server --stop` stops it.
 """
@@ -32,6 +33,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMPORT_TIME_ENV = ("PYTHON", "LC_", "LANG", "TZ", "SSL_CERT_FILE", "KUBECONFIG", "WEBSOCKETS_", "FSSPEC_", "PENDULUM_")
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 HEADER = struct.Struct("!I")
+START_WAIT_S = 60.0  # for a server that starts: its import, on a busy machine
+START_POLL_S = 0.05
 MAX_SOCKET_PATH = 100  # sun_path holds 107 bytes: under a longer MESHID_HOME, every run runs in its own process
 
 
@@ -176,17 +179,25 @@ def _open_fds() -> list[int]:
     return found
 
 
-def _start_server(path: str) -> None:
-    """Start a server for `path` in the background, unless another process is starting or running one (its lock)."""
+def _starting(path: str, may_start: bool) -> bool:
+    """Whether a server for `path` is starting: one this call starts now (`may_start`, and no other process holds the
+    start lock), or one whose start lock is held while it has written no pid file yet (a server writes it once it
+    listens, or once it knows it will not serve)."""
     import fcntl
 
     base = path.removesuffix(".sock")
     try:
         lock = os.open(base + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
     except OSError:
-        return
+        return False
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # held: a server starts, listens, or refused to serve
+        os.close(lock)
+        return not os.path.exists(base + ".pid")
+    try:
+        if not may_start:  # the server this call started is gone before it listened
+            return False
         os.set_inheritable(lock, True)  # the server holds the lock (this open file) as long as it listens
         os.posix_spawn(sys.executable, [sys.executable, *_interpreter_options(), "-m", "flows.engine_server",
                                         "--socket", path, "--lock-fd", str(lock)], os.environ, setsid=True,
@@ -194,8 +205,9 @@ def _start_server(path: str) -> None:
                                      (os.POSIX_SPAWN_OPEN, 1, base + ".log", os.O_WRONLY | os.O_APPEND | os.O_CREAT,
                                       0o600),
                                      (os.POSIX_SPAWN_DUP2, 1, 2)])
-    except OSError:  # held: another process starts it, or it runs and does not listen
-        pass
+        return True
+    except OSError:
+        return False
     finally:
         os.close(lock)
 
@@ -265,7 +277,11 @@ def main() -> None:
 
 
 def _served(forwarder: _Forwarder) -> bool:
-    """Whether the warm engine took this run (then this never returns); if there is none, start it."""
+    """Whether the warm engine took this run (then this never returns). With no server, start one and wait for it,
+    as the runs that find one starting do (START_WAIT_S at most): its import costs what this process's own would,
+    and the runs a worker starts together then pay it once."""
+    import time
+
     key = server_key()
     try:
         path = os.path.join(engine_dir(), f"{key}.sock")
@@ -273,14 +289,18 @@ def _served(forwarder: _Forwarder) -> bool:
         return False
     if len(path) > MAX_SOCKET_PATH:
         return False
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        try:
-            sock.connect(path)
-            return _through_server(Channel(sock), key, forwarder)
-        except OSError:  # no server, or it went away before it took the run
-            pass
-    _start_server(path)
-    return False
+    deadline = None
+    while True:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            try:
+                sock.connect(path)
+                return _through_server(Channel(sock), key, forwarder)
+            except OSError:  # no server yet, or it went away before it took the run
+                pass
+        if not _starting(path, may_start=deadline is None) or (deadline and time.monotonic() >= deadline):
+            return False
+        deadline = deadline or time.monotonic() + START_WAIT_S
+        time.sleep(START_POLL_S)
 
 
 if __name__ == "__main__":

@@ -98,16 +98,20 @@ def blackhole():
 
 
 def test_the_engine_command_runs_prefects_engine_which_refuses_a_bad_flow_run_id(tmp_path, home):
-    first = _engine(_env(tmp_path), tmp_path, "not-a-uuid")
-    code, out = _finish(first)
+    cold = _engine(_env(tmp_path, MESHID_WARM_ENGINE="0"), tmp_path, "not-a-uuid")
+    code, out = _finish(cold)
     # prefect/engine.py's __main__: an id that is no UUID is logged and ends the process with 1
     assert code == 1, out[-2000:]
     assert "Invalid flow run id. Received arguments: " in out and "'not-a-uuid'" in out
-    assert _served(home, first.pid) is None, "the first run finds no server: it runs in its own process"
-    _listening(home)  # ... and started one
-    second = _engine(_env(tmp_path), tmp_path, "not-a-uuid")
-    code_warm, out_warm = _finish(second)
-    assert _served(home, second.pid) is not None, _log(home)
+    together = [_engine(_env(tmp_path), tmp_path, "not-a-uuid") for _ in range(3)]  # runs a worker starts at once
+    for run in together:
+        assert _finish(run)[0] == code
+    assert all(_served(home, run.pid) is not None for run in together), (
+        f"the first finds no server and starts one, the others find it starting; all wait for it: {_log(home)}")
+    assert _log(home).count("listening on") == 1
+    warm = _engine(_env(tmp_path), tmp_path, "not-a-uuid")
+    code_warm, out_warm = _finish(warm)
+    assert _served(home, warm.pid) is not None, _log(home)
     assert (code_warm, _same(out_warm)) == (code, _same(out))
 
 
