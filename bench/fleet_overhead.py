@@ -47,6 +47,7 @@ SAMPLE_S = 0.25
 TICKS = os.sysconf("SC_CLK_TCK")
 RUN_TIMEOUT_S = 1800
 PARTS = ("server", "postgres", "parent", "workers")
+LOG_LEVEL = "INFO"  # the fleet process's, as the stack's workers log (deployments/stack.py): both modes send the same logs
 
 
 def _cpu_s(pid: int) -> float | None:
@@ -172,7 +173,7 @@ def main() -> int:
     stack = Stack(ROOT / ".state" / f"bench-{os.getpid()}", _free_port(), _free_port())
     base = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env = {**base, "MESHID_SANDBOX_TICK_S": str(args.tick), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_LOGGING_LEVEL": "WARNING", "PREFECT_API_URL": stack.api_url, "PREFECT_HOME": str(work / "home"),
+           "PREFECT_LOGGING_LEVEL": LOG_LEVEL, "PREFECT_API_URL": stack.api_url, "PREFECT_HOME": str(work / "home"),
            "MESHID_RUNS_DIR": str(work / "runs")}
     stack_argv = [str(BIN / "python"), "-m", "deployments.stack", "--state-dir", str(stack.state_dir),
                   "--api-port", str(stack.api_port), "--pg-port", str(stack.pg_port)]
