@@ -92,7 +92,7 @@ class SandboxInfo:
 
     def running(self) -> bool:
         """True when the API server and every helper process of this sandbox are alive."""
-        return all(processes.alive(pid) for pid in self.pids.values()) and _api_answers(self.api_url)
+        return all(processes.alive(pid) for pid in self.pids.values()) and _refused(self.api_url, 1) is None
 
 
 def root() -> Path:
@@ -136,16 +136,6 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def _api_answers(api_url: str) -> bool:
-    host_port = api_url.split("://", 1)[-1]
-    host, _, port = host_port.partition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=1):
-            return True
-    except (OSError, ValueError):
-        return False
 
 
 def _allocate_ports(state_dir: Path, api_port: int | None) -> dict[str, int]:
@@ -238,7 +228,7 @@ def _wait_api_ready(api, deadline: float, timeout_s: float,  # noqa: ANN001 - Ap
     last = "no answer yet"
     while time.monotonic() < deadline:
         _stopped(stop, "the API server's /readyz")
-        refused = _refused(api.configuration.host)
+        refused = _refused(api.configuration.host, READYZ_TIMEOUT_S)
         if refused:
             last = f"{refused} at {api.configuration.host}"
             time.sleep(READYZ_POLL_S)
@@ -255,16 +245,18 @@ def _wait_api_ready(api, deadline: float, timeout_s: float,  # noqa: ANN001 - Ap
     raise StartFailed(f"waited {timeout_s:.0f} s for the API server's /readyz to answer ok; last: {last[:500]}")
 
 
-def _refused(url: str) -> str | None:
-    """Why nothing accepts connections at the API server's `url` yet, or None once something does. While it starts, a
-    refused connect costs microseconds, and a refused request through the client its retries (urllib3 tries again
+def _refused(url: str, timeout_s: float) -> str | None:
+    """Why nothing accepts connections at the API server's `url` (yet), or None when something does. While it starts,
+    a refused connect costs microseconds, and a refused request through the client its retries (urllib3 tries again
     three times, logging each)."""
-    address = urllib.parse.urlsplit(url)
     try:
-        with socket.create_connection((address.hostname, address.port or 443), timeout=READYZ_TIMEOUT_S):
+        address = urllib.parse.urlsplit(url)
+        if not address.hostname:
+            return f"no host in {url!r}"
+        with socket.create_connection((address.hostname, address.port or 443), timeout=timeout_s):
             return None
-    except OSError as exc:
-        return f"{type(exc).__name__}: {exc.strerror or exc}"
+    except (OSError, ValueError) as exc:  # ValueError: a port that is no number
+        return f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}"
 
 
 def _wait_nodes_ready(api, count: int, deadline: float, timeout_s: float,  # noqa: ANN001 - ApiClient
