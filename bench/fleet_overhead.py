@@ -47,7 +47,8 @@ SAMPLE_S = 0.25
 TICKS = os.sysconf("SC_CLK_TCK")
 RUN_TIMEOUT_S = 1800
 PARTS = ("server", "postgres", "parent", "workers")
-LOG_LEVEL = "INFO"  # the fleet process's, as the stack's workers log (deployments/stack.py): both modes send the same logs
+# the fleet process's log level, the stack's workers' (deployments/stack.py): both modes send the same logs
+LOG_LEVEL = "INFO"
 
 
 def _cpu_s(pid: int) -> float | None:
@@ -164,7 +165,8 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--tick", type=float, default=1.0, help="emulator status tick, seconds")
     parser.add_argument("--modes", nargs="+", default=["local", "workers"], choices=["local", "workers"])
-    parser.add_argument("--rounds", type=int, default=1, help="fleets per mode, on one stack; the figure is their median")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="fleets per mode, on one stack; the figure is their median")
     args = parser.parse_args()
     warn_if_shared()
     with open("/proc/loadavg") as load:
@@ -189,7 +191,8 @@ def main() -> int:
                 figures[mode].append(sum(per.values()))
                 print(f"{mode} round {round_ + 1}: wall={wall:.1f}s "
                       + " ".join(f"{part}={per[part]:.2f}" for part in PARTS) + f" total={figures[mode][-1]:.2f}"
-                      + f" (CPU seconds per target; {args.targets} targets, concurrency {args.concurrency})", flush=True)
+                      + f" (CPU seconds per target; {args.targets} targets, concurrency {args.concurrency})",
+                      flush=True)
     finally:
         subprocess.run([*stack_argv[:3], "down", *stack_argv[3:]], env=env, cwd=ROOT, timeout=300,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -13,9 +13,10 @@ killed by the same signal). It imports nothing but the standard library before i
 The first run finds no server: it starts one in the background and waits for it, as do the runs that find one
 starting (its import costs what their own would, so the runs a worker starts at once pay it once). A run runs here
 with MESHID_WARM_ENGINE=0, when the server cannot take the run (it is stale after a code or package change, and
-exits once its runs ended), or does not listen within START_WAIT_S. The server's socket, log and pid file are `<MESHID_HOME>/engine/<key>.*`, one server per
-interpreter, project directory, import path, network namespace and environment read at import (`server_key`); it
-exits after MESHID_WARM_ENGINE_IDLE_S (default 900) without a run; `python -m flows.engine_server --stop` stops it.
+exits once its runs ended), or does not listen within START_WAIT_S. The server's socket, log and pid file are
+`<MESHID_HOME>/engine/<key>.*`, one server per interpreter, project directory, import path, network namespace and
+environment read at import (`server_key`); it exits after MESHID_WARM_ENGINE_IDLE_S (default 900) without a run;
+`python -m flows.engine_server --stop` stops it.
 """
 
 from __future__ import annotations
@@ -62,8 +63,10 @@ def prepare() -> None:
 
 
 def engine_dir() -> str:
-    """`<MESHID_HOME>/engine` (meshid's home as meshid.settings defaults it), created private."""
-    home = os.path.expanduser(os.environ.get("MESHID_HOME") or os.path.join("~", ".cache", "meshid"))
+    """`<MESHID_HOME>/engine` (meshid's home, as meshid.settings reads it), created private."""
+    from meshid import DEFAULT_HOME, HOME_ENV
+
+    home = os.path.expanduser(os.environ.get(HOME_ENV) or DEFAULT_HOME)
     path = os.path.join(home, "engine")
     os.makedirs(path, mode=0o700, exist_ok=True)
     return path
@@ -215,8 +218,8 @@ def _starting(path: str, may_start: bool) -> bool:
 def _through_server(channel: Channel, key: str, forwarder: _Forwarder) -> bool:
     """Hand this run to the server; False when it answers it will not take it (this process runs it), else it
     never returns. OSError when the server went away before it took the run."""
-    request = {"key": key, "env": dict(os.environ), "cwd": os.getcwd(), "argv": sys.argv, "path0": sys.path[0], "fds": _open_fds(),
-               "umask": _umask(), "ignored": _ignored_signals()}
+    request = {"key": key, "env": dict(os.environ), "cwd": os.getcwd(), "argv": sys.argv, "path0": sys.path[0],
+               "fds": _open_fds(), "umask": _umask(), "ignored": _ignored_signals()}
     channel.send(request, request["fds"])
     answer = channel.receive()
     if answer is None:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from meshid import LIBRARY_LOGGER
+from meshid import DEFAULT_HOME, LIBRARY_LOGGER
 from meshid.errors import input_error
 from meshid.models import ProviderName, TrustDomain
 from meshid.spiffe import DEFAULT_TRUST_DOMAIN
@@ -23,7 +23,7 @@ class MeshidSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore")
 
     home: Path = Field(
-        default_factory=lambda: Path.home() / ".cache" / "meshid",
+        default_factory=lambda: Path(DEFAULT_HOME).expanduser(),
         description="meshid's home: the cache and sandboxes live under it.",
     )
     runs_dir: Path = Field(
