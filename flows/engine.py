@@ -54,8 +54,8 @@ def prepare() -> None:
     with collector_paused():
         import prefect.engine  # noqa: F401
         import prefect.flow_engine  # noqa: F401
-        # what every deployment's flow imports; not the entrypoints' own modules, which Prefect runs from their file
-        # (prefect/utilities/importtools.py: load_script_as_module), so imported here they would run twice
+        # what every deployment's flow imports; the entrypoint's own module Prefect imports (a warm engine imports
+        # them all: flows/engine_warmup.py)
         import flows.guide  # noqa: F401
 
 

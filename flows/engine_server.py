@@ -1,13 +1,13 @@
 """The warm engine behind `python -m flows.engine` (read its docstring first): one server per `engine.server_key`.
 
-`python -m flows.engine_server --socket PATH` imports what a run imports (`engine.prepare`) once, then listens on
-PATH, a unix socket only its own user may use. Per run a client hands it, it forks a child that becomes that run's
-process: a session of its own, the client's standard streams, environment, directory, arguments and umask, fresh
-signal dispositions, Prefect's settings and logging set up again from that environment, then Prefect's engine as
-`python -m prefect.engine` runs it; the child ends as that interpreter would (exit code, traceback, atexit). The
-server tells the client the child's pid and later its wait status; a client that goes away first (SIGKILL) takes its
-child's process group with it. One thread, one selector loop: forking a process with threads is unsafe, so a server
-whose imports started a thread does not serve.
+`python -m flows.engine_server --socket PATH` imports what a run imports (`engine.prepare`, then
+`engine_warmup.warm_up`) once, then listens on PATH, a unix socket only its own user may use. Per run a client hands
+it, it forks a child that becomes that run's process: a session of its own, the client's standard streams,
+environment, directory, arguments and umask, fresh signal dispositions, Prefect's settings and logging set up again
+from that environment, then Prefect's engine as `python -m prefect.engine` runs it; the child ends as that
+interpreter would (exit code, traceback, atexit). The server tells the client the child's pid and later its wait
+status; a client that goes away first (SIGKILL) takes its child's process group with it. One thread, one selector
+loop: forking a process with threads is unsafe, so a server whose imports started a thread does not serve.
 
 A server stops listening (unlinks its socket, releases its start lock, and exits once the runs it started ended)
 when a module file it loaded changed or vanished (it answers that run "stale", which then runs in its client: a
@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from flows import engine
+from flows.engine_warmup import warm_up
+from meshid.collector import collector_paused
 
 if TYPE_CHECKING:
     from meshid.runrecord import Writer
@@ -411,6 +413,8 @@ def main(argv: list[str] | None = None) -> Job | None:
     if os.path.basename(args.socket) != f"{key}.sock":
         return _not_serving(base, f"{args.socket} is not this interpreter's and environment's socket ({key}.sock)")
     engine.prepare()
+    with collector_paused():
+        warm_up()
     if threading.active_count() != 1:
         return _not_serving(base, f"the imports started threads, and forking a process with threads is unsafe: "
                             f"{threading.enumerate()}")

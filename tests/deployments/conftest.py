@@ -22,10 +22,10 @@ PROJECT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 STACK_TIMEOUT_S = 900
 EXPECTED = {
-    "fleet/nightly-validation": ("flows/fleet.py:fleet", ["0 2 * * *", "Europe/Berlin"]),
-    "fleet/fleet-rollout": ("flows/fleet.py:fleet", []),
-    "guide/guide-manual": ("flows/guide.py:guide", []),
-    "fleet-target/fleet-target": ("flows/target.py:fleet_target", []),
+    "fleet/nightly-validation": ("flows.fleet:fleet", ["0 2 * * *", "Europe/Berlin"]),
+    "fleet/fleet-rollout": ("flows.fleet:fleet", []),
+    "guide/guide-manual": ("flows.guide:guide", []),
+    "fleet-target/fleet-target": ("flows.target:fleet_target", []),
 }
 
 
