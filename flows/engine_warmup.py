@@ -93,7 +93,9 @@ def reuse_logging_config() -> None:
         return
     loaded = load(path)
 
-    def load_logging_config(path: Path) -> dict[str, Any]:
-        return copy.deepcopy(loaded) if logging_inputs(path) == inputs else load(path)
+    def load_logging_config(path: Path, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        if not args and not kwargs and logging_inputs(path) == inputs:  # a later Prefect's new arguments: its own
+            return copy.deepcopy(loaded)
+        return load(path, *args, **kwargs)
 
     configuration.load_logging_config = load_logging_config
