@@ -18,11 +18,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def logging_config(monkeypatch):
-    """Prefect's logging configuration module, its `load_logging_config` put back after the test."""
+    """Prefect's logging configuration module; after the test, its `load_logging_config`, the environment and
+    Prefect's settings as they were before it."""
     from prefect.logging import configuration
 
     monkeypatch.setattr(configuration, "load_logging_config", configuration.load_logging_config)
-    return configuration
+    yield configuration
+    monkeypatch.undo()
+    _refresh_settings()
 
 
 def _refresh_settings() -> None:
@@ -63,8 +66,6 @@ def test_a_run_with_the_servers_inputs_gets_the_servers_configuration_and_any_ot
     monkeypatch.setenv("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "ERROR")  # an override from the environment
     _refresh_settings()
     assert logging_config.load_logging_config(path)["handlers"]["console"]["level"] == "ERROR"
-    monkeypatch.delenv("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL")
-    _refresh_settings()
 
 
 def test_a_template_of_the_users_own_is_read_as_it_is_now(logging_config, tmp_path, monkeypatch):
@@ -77,8 +78,6 @@ def test_a_template_of_the_users_own_is_read_as_it_is_now(logging_config, tmp_pa
     template.write_text(template.read_text() + "\nextra_key: 1\n")
     changed = logging_config.load_logging_config(template)
     assert changed["extra_key"] == 1 and "extra_key" not in first
-    monkeypatch.delenv("PREFECT_LOGGING_SETTINGS_PATH")
-    _refresh_settings()
 
 
 def test_a_template_that_names_no_setting_is_left_to_prefect(tmp_path):
