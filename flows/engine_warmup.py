@@ -9,8 +9,8 @@ pydantic schemas that Prefect's models defer to their first use.
 - `complete_models`: every pydantic model that deferred its schema builds it here.
 - `reuse_logging_config`: Prefect's `load_logging_config` renders every setting as an environment variable to fill
   in its template. A run whose inputs to it are the server's (the template, the values of the settings it names,
-  the PREFECT_LOGGING_* overrides in the environment) gets a copy of the server's result; any other run, Prefect's
-  own. `setup_logging` then configures the run's handlers from it as always.
+  the environment variables that override a value of it) gets a copy of the server's result; any other run,
+  Prefect's own. `setup_logging` then configures the run's handlers from it as always.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import importlib
 import os
+import re
 import string
 from pathlib import Path
 from typing import Any
@@ -63,9 +64,9 @@ def complete_models() -> int:
 
 
 def logging_inputs(path: Path) -> tuple | None:
-    """What Prefect's `load_logging_config(path)` makes its result from (prefect/logging/configuration.py): the
-    template, the values of the settings it names, and the PREFECT_LOGGING_* overrides in the environment; None if the
-    template names something that is not a Prefect setting."""
+    """What Prefect's `load_logging_config(path)` fills its template with (prefect/logging/configuration.py): the
+    template and the values of the settings it names; None if the template names something that is not a Prefect
+    setting."""
     import prefect.settings
     from prefect.settings.legacy import Setting
 
@@ -76,13 +77,22 @@ def logging_inputs(path: Path) -> tuple | None:
         if not isinstance(setting, Setting):
             return None
         values.append((name, str(setting.value())))
-    overrides = sorted((key, value) for key, value in os.environ.items() if key.startswith("PREFECT_LOGGING_"))
-    return str(path), text, tuple(values), tuple(overrides)
+    return str(path), text, tuple(values)
+
+
+def override_names(config: dict[str, Any]) -> frozenset[str]:
+    """The environment variables `load_logging_config` overrides a value of `config` with: PREFECT_LOGGING_ and the
+    value's key path (PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL). Other PREFECT_LOGGING_* settings (the API batch
+    interval) do not change the configuration."""
+    from prefect.utilities.collections import dict_to_flatdict
+
+    return frozenset(re.sub(r"[^0-9a-zA-Z]+", "_", "PREFECT_LOGGING_" + "_".join(key)).upper()
+                     for key in dict_to_flatdict(config))
 
 
 def reuse_logging_config() -> None:
     """Load this process's logging configuration once, and have `load_logging_config` hand a copy of it to every later
-    call (in this process or a child forked from it) whose `logging_inputs` are the same."""
+    call (in this process or a child forked from it) whose template inputs and overrides are the same."""
     from prefect.logging import configuration
 
     load = configuration.load_logging_config
@@ -92,10 +102,16 @@ def reuse_logging_config() -> None:
     if inputs is None:
         return
     loaded = load(path)
+    names = override_names(loaded)
+
+    def overrides() -> tuple[tuple[str, str], ...]:
+        return tuple((name, os.environ[name]) for name in sorted(names) if os.environ.get(name))
+
+    overridden = overrides()
 
     def load_logging_config(path: Path, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        if not args and not kwargs and logging_inputs(path) == inputs:  # a later Prefect's new arguments: its own
-            return copy.deepcopy(loaded)
+        if not args and not kwargs and logging_inputs(path) == inputs and overrides() == overridden:
+            return copy.deepcopy(loaded)  # (a later Prefect's new arguments get its own function)
         return load(path, *args, **kwargs)
 
     configuration.load_logging_config = load_logging_config

@@ -68,6 +68,28 @@ def test_a_run_with_the_servers_inputs_gets_the_servers_configuration_and_any_ot
     assert logging_config.load_logging_config(path)["handlers"]["console"]["level"] == "ERROR"
 
 
+def test_only_the_environment_that_changes_the_configuration_makes_a_run_load_its_own(logging_config, monkeypatch):
+    prefects_own, loads = logging_config.load_logging_config, []
+
+    def counted(path, *args, **kwargs):
+        loads.append(path)
+        return prefects_own(path, *args, **kwargs)
+
+    monkeypatch.setattr(logging_config, "load_logging_config", counted)
+    engine_warmup.reuse_logging_config()
+    assert len(loads) == 1  # the server's own
+    path = logging_config.DEFAULT_LOGGING_SETTINGS_PATH
+
+    monkeypatch.setenv("PREFECT_LOGGING_TO_API_BATCH_INTERVAL", "10")  # read by the API handler, not the configuration
+    _refresh_settings()
+    assert logging_config.load_logging_config(path) == prefects_own(path)
+    assert len(loads) == 1
+
+    monkeypatch.setenv("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "ERROR")  # a value of the configuration
+    assert logging_config.load_logging_config(path)["handlers"]["console"]["level"] == "ERROR"
+    assert len(loads) == 2
+
+
 def test_a_template_of_the_users_own_is_read_as_it_is_now(logging_config, tmp_path, monkeypatch):
     template = tmp_path / "logging.yml"
     template.write_text(logging_config.DEFAULT_LOGGING_SETTINGS_PATH.read_text())
