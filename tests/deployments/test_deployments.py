@@ -43,6 +43,9 @@ def test_deploy_registers_the_four_deployments_with_schedules_and_parameters(dep
     target = deployed["fleet-target/fleet-target"]
     assert target.parameters == {} and {"params", "mode", "lock_lease_s"} <= set(
         target.parameter_openapi_schema["properties"])
+    fewer_requests = {"PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "10", "PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED": "false"}
+    assert target.job_variables["env"] == {**nightly.job_variables["env"], **fewer_requests}
+    assert not fewer_requests.keys() & nightly.job_variables["env"].keys()
     assert rollout.global_concurrency_limit.limit == 1
     assert rollout.concurrency_options.collision_strategy.value == "CANCEL_NEW"
     assert deployed["guide/guide-manual"].parameters == {}
