@@ -17,9 +17,10 @@ an annotation on a CRD whose finalizer last failed.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from meshid.conditions import condition
-from meshid.errors import ExternalCallError, WaitTimeout
+from meshid.errors import ExternalCallError, ExternalTimeout, WaitTimeout
 from meshid.helm import Helm
 from meshid.kube import ApiError, Cluster
 from meshid.ledger import AppliedObject, AppliedRelease, Entry, Ledger
@@ -29,6 +30,12 @@ CRD_API = "apiextensions.k8s.io/v1"
 FINALIZER_FAILED = ("InstanceDeletionFailed", "InstanceDeletionCheck")  # the Terminating reasons of a failed try
 REQUEUE_ANNOTATION = "meshid.io/requeue-crd-finalizer"
 REQUEUE_AFTER_S = 3.0  # how long a CRD may stay with a failed finalizer try before undo requeues the finalizer
+# A release's uninstall or rollback that failed transiently is made once more: an API blip, or a hook Job whose TTL
+# removed it before helm 4's watcher saw it finish (Kong Mesh's hook Jobs set ttlSecondsAfterFinished: 0;
+# helm/helm#32586). Both are idempotent: a failed pre-delete hook leaves the release as it was, and one already gone
+# is "not found". Not after helm ran past its own timeout: a second one would double a cleanup that long.
+RELEASE_ATTEMPTS = 2
+RELEASE_RETRY_S = 2.0
 
 
 def undo(cluster: Cluster, helm: Helm, ledger: Ledger, timeout_s: float, out: StageOutput) -> list[str]:
@@ -57,6 +64,24 @@ def undo(cluster: Cluster, helm: Helm, ledger: Ledger, timeout_s: float, out: St
 
 
 def _undo_release(cluster: Cluster, helm: Helm, entry: AppliedRelease, timeout_s: float, out: StageOutput) -> None:
+    again_if_transient(lambda: _undo_release_once(cluster, helm, entry, timeout_s, out), RELEASE_ATTEMPTS,
+                       RELEASE_RETRY_S)
+
+
+def again_if_transient(call: Callable[[], None], attempts: int, pause_s: float) -> None:
+    """`call()`, made again after `pause_s` while it fails with a transient ExternalCallError other than a timeout,
+    `attempts` times at most; the last failure is raised."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except ExternalCallError as exc:
+            if not exc.transient or isinstance(exc, ExternalTimeout) or attempt == attempts:
+                raise
+            time.sleep(pause_s)
+
+
+def _undo_release_once(cluster: Cluster, helm: Helm, entry: AppliedRelease, timeout_s: float,
+                       out: StageOutput) -> None:
     if entry.previous_revision is None:
         hooks = helm.hooks(entry.name, entry.namespace)
         helm.uninstall(entry.name, entry.namespace, timeout_s)
