@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import importlib
 import os
-import re
 import string
 from pathlib import Path
 from typing import Any
@@ -80,14 +79,14 @@ def logging_inputs(path: Path) -> tuple | None:
     return str(path), text, tuple(values)
 
 
-def override_names(config: dict[str, Any]) -> frozenset[str]:
-    """The environment variables `load_logging_config` overrides a value of `config` with: PREFECT_LOGGING_ and the
-    value's key path (PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL). Other PREFECT_LOGGING_* settings (the API batch
-    interval) do not change the configuration."""
+def override_names(config: dict[str, Any]) -> list[str]:
+    """The environment variables `load_logging_config` overrides a value of `config` with, sorted: PREFECT_LOGGING_
+    and the value's key path (PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL), named by Prefect's own `to_envvar`. Other
+    PREFECT_LOGGING_* settings (the API batch interval) do not change the configuration."""
+    from prefect.logging.configuration import to_envvar
     from prefect.utilities.collections import dict_to_flatdict
 
-    return frozenset(re.sub(r"[^0-9a-zA-Z]+", "_", "PREFECT_LOGGING_" + "_".join(key)).upper()
-                     for key in dict_to_flatdict(config))
+    return sorted({to_envvar("PREFECT_LOGGING_" + "_".join(key)).upper() for key in dict_to_flatdict(config)})
 
 
 def reuse_logging_config() -> None:
@@ -105,7 +104,7 @@ def reuse_logging_config() -> None:
     names = override_names(loaded)
 
     def overrides() -> tuple[tuple[str, str], ...]:
-        return tuple((name, os.environ[name]) for name in sorted(names) if os.environ.get(name))
+        return tuple((name, os.environ[name]) for name in names if os.environ.get(name))
 
     overridden = overrides()
 
